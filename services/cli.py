@@ -1,0 +1,111 @@
+"""The ``ledger`` command: one click group, shared options, and errors mapped to exit codes once.
+
+Each command is a thin adapter: it parses flags, calls one library function, and prints. The
+commands live in ``services/commands/``, one module per user (stack, office, reader, auditor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from events.errors import (
+    ActivityNotFoundError,
+    ActivityWithdrawnError,
+    Conflict,
+    EventDecodeError,
+    InvalidEventError,
+    LedgerError,
+    StreamConfigError,
+)
+from services.config import Settings
+from services.exit_codes import ExitCode
+from services.runtime import AlreadyRunningError
+from services.stack import ConnectionFailedError
+
+__all__ = ["exit_code_for", "main", "run_async", "settings_of"]
+
+T = TypeVar("T")
+
+_EXIT_CODES: list[tuple[type[BaseException], ExitCode]] = [
+    (AlreadyRunningError, ExitCode.NOT_RUNNING),
+    (ConnectionFailedError, ExitCode.UNREACHABLE),
+    (Conflict, ExitCode.CONFLICT),
+    (ActivityNotFoundError, ExitCode.NOT_FOUND),
+    (InvalidEventError, ExitCode.INVALID),
+    (EventDecodeError, ExitCode.INVALID),
+    (ActivityWithdrawnError, ExitCode.REFUSED),
+    (StreamConfigError, ExitCode.REFUSED),
+    (FileNotFoundError, ExitCode.NOT_FOUND),
+    (LedgerError, ExitCode.FAILED),
+]
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code that stands for an error."""
+    for kind, code in _EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return ExitCode.FAILED
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a Ctrl-C ends it quietly with the shell's code 130."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings the group's options gave."""
+    return ctx.find_root().obj
+
+
+class _LedgerGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (LedgerError, FileNotFoundError) as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(exit_code_for(exc))
+
+
+@click.group(cls=_LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--nats-url",
+    envvar="LEDGER_NATS_URL",
+    default=None,
+    metavar="URL",
+    help="NATS server to use [env LEDGER_NATS_URL]. Without it: the running `ledger up`, "
+    "else the embedded server.",
+)
+@click.option(
+    "--data-dir",
+    envvar="LEDGER_DATA_DIR",
+    default=".ledger",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the embedded server, projections and runtime.json live [env LEDGER_DATA_DIR].",
+)
+@click.version_option(package_name="activity-ledger")
+@click.pass_context
+def main(ctx: click.Context, nats_url: str | None, data_dir: str) -> None:
+    """Activity Ledger: every reported activity an immutable event, every figure traceable.
+
+    \b
+    Exit codes: 0 ok; 1 failed (e.g. rejected lines); 2 usage; 3 stack already running
+    or not found; 4 conflict; 5 not found; 6 invalid input; 7 NATS unreachable;
+    8 refused (withdrawn, wrong office, weak stream settings); 130 interrupted.
+    """
+    ctx.obj = Settings.load(nats_url=nats_url, data_dir=data_dir)
+
+
+from services.commands import register  # noqa: E402 - the commands need `main` to exist
+
+register(main)

@@ -1,0 +1,75 @@
+"""Commands that run or inspect the stack: ``up``, ``demo`` and ``status``."""
+
+from __future__ import annotations
+
+import click
+
+from services.cli import run_async, settings_of
+from services.runtime import Runtime
+from services.up import run_stack
+
+__all__ = ["demo", "status", "up"]
+
+
+@click.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Run the stack in the foreground until Ctrl-C.
+
+    Starts the embedded NATS server on 127.0.0.1 (unless --nats-url is given), creates the
+    stream, and writes runtime.json so that other `ledger` commands find it.
+
+    Example: ledger --data-dir .ledger up
+    """
+    settings = settings_of(ctx)
+
+    def ready(runtime: Runtime) -> None:
+        where = "embedded" if runtime.embedded else "external"
+        click.echo(f"ledger up: NATS {runtime.nats_url} ({where}), data in {settings.data_dir}")
+        click.echo("Ctrl-C to stop.")
+
+    run_async(run_stack(settings, on_ready=ready))
+    click.echo("ledger stopped.")
+
+
+@click.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Append a few activities from the report and print them back from the stream.
+
+    Example: ledger demo
+    """
+    from services.demo import run_demo
+
+    run_async(run_demo(settings_of(ctx)))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Print the stream's state: last sequence, message count, replicas.
+
+    Example: ledger status --json
+    """
+    import msgspec
+
+    from services.stack import open_ledger
+
+    async def _status() -> dict[str, object]:
+        async with open_ledger(settings_of(ctx)) as ledger:
+            info = await ledger.store.js.stream_info(ledger.store.ns.stream)
+            return {
+                "nats_url": ledger.url,
+                "stream": info.config.name,
+                "last_sequence": info.state.last_seq,
+                "messages": info.state.messages,
+                "replicas": info.config.num_replicas,
+            }
+
+    report = run_async(_status())
+    if as_json:
+        click.echo(msgspec.json.encode(report).decode())
+    else:
+        for key, value in report.items():
+            click.echo(f"{key:>14}: {value}")

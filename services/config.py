@@ -1,0 +1,45 @@
+"""Settings of a ledger process, from flags first, then the environment, then defaults.
+
+``LEDGER_NATS_URL`` (or ``--nats-url``) names an existing NATS server; without it the program
+starts the embedded one. ``LEDGER_DATA_DIR`` (or ``--data-dir``, default ``./.ledger``) holds the
+embedded server's store, the projections and ``runtime.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from events.subjects import DEFAULT, Namespace
+
+__all__ = ["DEFAULT_DATA_DIR", "Settings"]
+
+DEFAULT_DATA_DIR = Path(".ledger")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the ledger's server and files are."""
+
+    nats_url: str | None = None
+    """URL of an external NATS server; ``None`` means: find or start the embedded one."""
+    data_dir: Path = DEFAULT_DATA_DIR
+    replicas: int = 1
+    """Stream replicas: 1 embedded, 3 in a cluster."""
+    namespace: Namespace = field(default=DEFAULT)
+
+    @classmethod
+    def load(
+        cls,
+        nats_url: str | None = None,
+        data_dir: str | Path | None = None,
+        replicas: int | None = None,
+    ) -> Settings:
+        """Settings from the given values, falling back to the environment, then defaults."""
+        env = os.environ
+        return cls(
+            nats_url=nats_url or env.get("LEDGER_NATS_URL") or None,
+            data_dir=Path(data_dir or env.get("LEDGER_DATA_DIR") or DEFAULT_DATA_DIR),
+            replicas=replicas or int(env.get("LEDGER_REPLICAS", "1")),
+        )

@@ -1,0 +1,64 @@
+"""``ledger up``: the stack in the foreground until Ctrl-C or SIGTERM.
+
+It holds the data directory, starts the embedded NATS server unless given a URL, makes sure the
+stream exists, writes ``runtime.json`` for the other commands, and runs each component (the
+projector, intake, the API, as they are added) as a task until it is told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+from events.envelope import utc_now
+from services.config import Settings
+from services.runtime import Runtime
+from services.stack import Ledger, open_ledger
+
+__all__ = ["Component", "run_stack"]
+
+Component = Callable[[Ledger, asyncio.Event], Awaitable[None]]
+"""A long-running part of the stack: runs until the event is set, then returns."""
+
+
+async def run_stack(
+    settings: Settings,
+    components: Sequence[Component] = (),
+    *,
+    on_ready: Callable[[Runtime], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the stack until ``stop`` is set, SIGINT or SIGTERM arrives, or a component fails.
+
+    :raises AlreadyRunningError: when another stack runs on the same data directory.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with open_ledger(settings, hold_data_dir=True, name="ledger-up") as ledger:
+            runtime = Runtime(
+                pid=os.getpid(),
+                nats_url=ledger.url,
+                started_at=utc_now(),
+                embedded=ledger.server is not None,
+            )
+            assert ledger.lock is not None  # hold_data_dir always takes it
+            ledger.lock.publish(runtime)
+            tasks = [asyncio.create_task(component(ledger, stop)) for component in components]
+            if on_ready:
+                on_ready(runtime)
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            stopper.cancel()
+            for task in done:
+                if task is not stopper and task.exception():
+                    raise task.exception()  # type: ignore[misc]
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
