@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from services.cli import run_async, settings_of
+from services.components import stack_components
 from services.runtime import Runtime
 from services.up import run_stack
 
@@ -28,7 +29,7 @@ def up(ctx: click.Context) -> None:
         click.echo(f"ledger up: NATS {runtime.nats_url} ({where}), data in {settings.data_dir}")
         click.echo("Ctrl-C to stop.")
 
-    run_async(run_stack(settings, on_ready=ready))
+    run_async(run_stack(settings, stack_components(settings), on_ready=ready))
     click.echo("ledger stopped.")
 
 

@@ -1,0 +1,13 @@
+"""The parts of the stack that ``ledger up`` runs beside the NATS server."""
+
+from __future__ import annotations
+
+from services.config import Settings
+from services.up import Component
+
+__all__ = ["stack_components"]
+
+
+def stack_components(settings: Settings) -> list[Component]:
+    """The components ``ledger up`` starts, in order, for these settings."""
+    return []
