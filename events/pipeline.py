@@ -68,7 +68,10 @@ class AckPipeline:
         if self._sub is None:
             await self._start()
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._timeout)
+            if self._slots.locked():  # wait_for costs a task; pay it only when we must wait
+                await asyncio.wait_for(self._slots.acquire(), self._timeout)
+            else:
+                await self._slots.acquire()
         except TimeoutError:
             # Nothing came back for a whole timeout: the server is gone or stalled. Settle what
             # is outstanding as unanswered, which frees the window, and go on.

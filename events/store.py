@@ -183,7 +183,10 @@ class EventStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _message(self, event: Envelope[Any], expected_sequence: int) -> tuple[str, bytes, dict]:
+    def message_for(
+        self, event: Envelope[Any], expected_sequence: int
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """The subject, body and headers that appending ``event`` publishes."""
         headers = headers_for(event)
         headers["Nats-Msg-Id"] = event.event_id
         headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_sequence)
@@ -201,7 +204,7 @@ class EventStore:
             0 for a new activity.
         :raises Conflict: when the activity has moved on since.
         """
-        subject, data, headers = self._message(event, expected_sequence)
+        subject, data, headers = self.message_for(event, expected_sequence)
         try:
             ack = await self.js.publish(subject, data, headers=headers)
         except nats.js.errors.APIError as exc:
@@ -225,7 +228,7 @@ class EventStore:
         try:
             sent = []
             for event, expected in items:
-                subject, data, headers = self._message(event, expected)
+                subject, data, headers = self.message_for(event, expected)
                 sent.append((event, expected, await pipeline.publish(subject, data, headers)))
             acks = await pipeline.settle([future for _, _, future in sent])
         finally:

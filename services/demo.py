@@ -76,8 +76,8 @@ async def run_demo(settings: Settings, console: Console | None = None) -> None:
         console.print(f"  revision of {revision.activity_id}: {note} at sequence {result.sequence}")
 
         table = Table(title="What the stream holds for them")
-        for column in ("seq", "recorded", "type", "activity", "office", "figures / change"):
-            table.add_column(column)
+        for column in ("seq", "event", "activity", "office", "figures or change"):
+            table.add_column(column, overflow="fold")
         wanted = {a.activity_id for a in activities}
         async for record in store.read():
             event = record.event
@@ -92,8 +92,7 @@ async def run_demo(settings: Settings, console: Console | None = None) -> None:
                 detail = payload.reason
             table.add_row(
                 str(record.sequence),
-                record.time.strftime("%Y-%m-%d %H:%M:%S"),
-                event.type,
+                event.type.removeprefix("Activity").lower(),
                 event.activity_id,
                 event.office,
                 detail,

@@ -30,6 +30,8 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     started_at: dt.datetime
     embedded: bool = True
     """Whether the NATS server is the embedded one that this process started."""
+    nats_pid: int | None = None
+    """Process id of the embedded nats-server."""
 
 
 class AlreadyRunningError(LedgerError):

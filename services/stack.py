@@ -8,6 +8,7 @@ same code past this point.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class Ledger:
     """The data directory's lock, when this process holds it."""
 
 
-async def connect(url: str, name: str = "ledger") -> NATS:
+async def connect(url: str, name: str = "ledger", timeout: float = 10.0) -> NATS:
     """Connect to NATS at ``url``, turning a refusal into a clear error."""
 
     async def _no_error_spam(exc: Exception) -> None:
@@ -51,15 +52,20 @@ async def connect(url: str, name: str = "ledger") -> NATS:
         return None
 
     try:
-        return await nats.connect(
-            url,
-            name=name,
-            connect_timeout=5,
-            max_reconnect_attempts=-1,
-            allow_reconnect=True,
-            error_cb=_no_error_spam,
+        # Once connected, reconnect for ever (a server restart must not end a service); but
+        # nats-py would also retry a first connection for ever, so bound that by a timeout.
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                name=name,
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                error_cb=_no_error_spam,
+            ),
+            timeout,
         )
-    except (OSError, nats.errors.Error) as exc:
+    except (OSError, nats.errors.Error, TimeoutError) as exc:
         raise ConnectionFailedError(
             f"cannot reach NATS at {url} ({type(exc).__name__}); is the server up? "
             "Check --nats-url / LEDGER_NATS_URL, or run `ledger up`"

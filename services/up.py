@@ -45,6 +45,7 @@ async def run_stack(
                 nats_url=ledger.url,
                 started_at=utc_now(),
                 embedded=ledger.server is not None,
+                nats_pid=ledger.server.pid if ledger.server else None,
             )
             assert ledger.lock is not None  # hold_data_dir always takes it
             ledger.lock.publish(runtime)
