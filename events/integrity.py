@@ -1,7 +1,13 @@
-"""Tamper evidence: the canonical encoding of an event and its SHA-256 hash.
+"""Tamper evidence: the canonical encoding of an event and its SHA-256 hashes.
 
-The hash covers the envelope and payload with ``hash`` and ``signature`` left out, encoded as
-JSON with sorted keys, so any reader in any language can recompute it from the stored body.
+``hash`` covers the envelope and payload with ``hash`` and ``signature`` left out, encoded as
+JSON with sorted keys, so any reader in any language can recompute it from the stored body; each
+event's ``prev`` holds the previous event's ``hash``, which chains an activity's events.
+
+The office signs the *content hash*: the same encoding without the two fields that only intake
+can fill in, ``recorded_at`` (when the ledger accepted the event: an office that set it could
+backdate what the ledger knew) and ``prev`` (which the office cannot read before intake loads
+the activity). The chain hash then binds the signed content to its place and time.
 """
 
 from __future__ import annotations
@@ -14,22 +20,28 @@ import msgspec
 if TYPE_CHECKING:
     from events.envelope import Envelope
 
-__all__ = ["canonical_bytes", "compute_hash", "has_valid_hash", "with_hash"]
+__all__ = ["canonical_bytes", "compute_hash", "content_hash", "has_valid_hash", "with_hash"]
 
 _UNHASHED = ("hash", "signature")
+_NOT_SIGNED = ("hash", "signature", "recorded_at", "prev")
 
 
-def canonical_bytes(envelope: Envelope[Any]) -> bytes:
-    """The bytes the hash is taken over: sorted-key JSON without ``hash`` and ``signature``."""
+def canonical_bytes(envelope: Envelope[Any], leave_out: tuple[str, ...] = _UNHASHED) -> bytes:
+    """Sorted-key JSON of the event without the fields named in ``leave_out``."""
     body = msgspec.to_builtins(envelope)
-    for name in _UNHASHED:
+    for name in leave_out:
         body.pop(name, None)
     return msgspec.json.encode(body, order="sorted")
 
 
 def compute_hash(envelope: Envelope[Any]) -> str:
-    """Hex SHA-256 of the canonical bytes."""
+    """Hex SHA-256 of everything but ``hash`` and ``signature``: the chain hash."""
     return hashlib.sha256(canonical_bytes(envelope)).hexdigest()
+
+
+def content_hash(envelope: Envelope[Any]) -> str:
+    """Hex SHA-256 of what the office states, which is what it signs."""
+    return hashlib.sha256(canonical_bytes(envelope, _NOT_SIGNED)).hexdigest()
 
 
 def with_hash(envelope: Envelope[Any]) -> Envelope[Any]:

@@ -1,0 +1,97 @@
+"""Checking the log's tamper evidence, one event at a time: hashes, ``prev`` links, signatures.
+
+Pure: the checker is fed decoded events in stream order and keeps only each activity's last
+hash, so it checks a log of any length in constant memory per activity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from events.envelope import Envelope
+from events.integrity import compute_hash, content_hash
+from events.keys import KeyRegistry
+from events.signing import signature_is_valid
+
+__all__ = ["ChainChecker", "Failure"]
+
+Check = Literal["decode", "subject", "hash", "prev", "signature"]
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """One broken rule at one place in the stream."""
+
+    sequence: int
+    check: Check
+    activity_id: str
+    message: str
+
+
+class ChainChecker:
+    """Feeds on events in stream order and lists every failure it sees."""
+
+    def __init__(self, registry: KeyRegistry, *, require_signatures: bool = False) -> None:
+        """
+        :param registry: the public keys each office may sign with.
+        :param require_signatures: count an unsigned event as a failure even when its office
+            has no registered key (by default only offices with keys must sign).
+        """
+        self.registry = registry
+        self.require_signatures = require_signatures
+        self._last_hash: dict[str, str] = {}
+        self.events = 0
+        self.signed = 0
+        self.unsigned = 0
+
+    @property
+    def activities(self) -> int:
+        """How many activities have been seen."""
+        return len(self._last_hash)
+
+    def check(self, sequence: int, subject: str, envelope: Envelope[Any]) -> list[Failure]:
+        """The failures of one event, in the context of the events before it."""
+        self.events += 1
+        activity_id = envelope.activity_id
+        failures: list[Failure] = []
+
+        def fail(check: Check, message: str) -> None:
+            failures.append(Failure(sequence, check, activity_id, message))
+
+        expected_subject = f".activity.{envelope.office}.{activity_id}"
+        if not subject.endswith(expected_subject):
+            fail(
+                "subject", f"stored on {subject}, but the event is {envelope.office}/{activity_id}"
+            )
+        actual = compute_hash(envelope)
+        if envelope.hash != actual:
+            fail(
+                "hash",
+                f"stored hash {envelope.hash[:12]} does not match the content ({actual[:12]})",
+            )
+        previous = self._last_hash.get(activity_id, "")
+        if envelope.prev != previous:
+            wanted = previous[:12] or "empty, as the first event"
+            fail("prev", f"prev {envelope.prev[:12] or 'empty'} should be {wanted}")
+        # The chain goes on from the hash as stored, so one bad event is reported once.
+        self._last_hash[activity_id] = envelope.hash
+        self._check_signature(envelope, fail)
+        return failures
+
+    def _check_signature(self, envelope: Envelope[Any], fail: Any) -> None:
+        keys = self.registry.keys_for(envelope.office)
+        if not envelope.signature:
+            self.unsigned += 1
+            if keys or self.require_signatures:
+                fail("signature", f"unsigned, but office {envelope.office} must sign its events")
+            return
+        self.signed += 1
+        digest = content_hash(envelope)
+        if not any(signature_is_valid(key, digest, envelope.signature) for key in keys):
+            fail("signature", f"not signed by a key registered for office {envelope.office}")
+
+    def undecodable(self, sequence: int, reason: str) -> Failure:
+        """The failure of a message that is not an event at all."""
+        self.events += 1
+        return Failure(sequence, "decode", "", reason)
