@@ -32,6 +32,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.append $(BENCH_ARGS)
+	$(BIN)/python -m bench.rebuild $(BENCH_ARGS)
+	$(BIN)/python -m bench.import $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .ledger .pytest_cache .ruff_cache

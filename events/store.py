@@ -45,6 +45,7 @@ __all__ = [
 DUPLICATE_WINDOW = 24 * 3600.0
 """Seconds during which a repeated ``Nats-Msg-Id`` is recognised and not stored again."""
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _WRONG_LAST_SEQUENCE = 10071
 _NO_ACK_ADVICE = "no acknowledgement from the stream; it is safe to retry with the same event id"
 _LAST_SEQ_IN_ERROR = re.compile(r"wrong last sequence:\s*(\d+)")
@@ -80,8 +81,8 @@ class RawMessage(msgspec.Struct, frozen=True):
 
     @property
     def time(self) -> dt.datetime:
-        """When the stream stored the message (UTC)."""
-        return dt.datetime.fromtimestamp(self.time_ns / 1e9, dt.UTC)
+        """When the stream stored the message (UTC), truncated to the microsecond."""
+        return _EPOCH + dt.timedelta(microseconds=self.time_ns // 1000)
 
 
 class Recorded(msgspec.Struct, frozen=True):
@@ -361,7 +362,9 @@ class EventStore:
             last = min(last, until_seq)
         if last < from_seq:
             return
-        cutoff_ns = int(until_time.timestamp() * 1e9) if until_time else None
+        # Compared in whole microseconds, the precision of datetime, with integer arithmetic:
+        # float seconds since 1970 carry only about 0.2 microseconds of precision.
+        cutoff_us = (until_time - _EPOCH) // dt.timedelta(microseconds=1) if until_time else None
         queue: asyncio.Queue[list[RawMessage] | None] = asyncio.Queue(maxsize=8)
         batch: list[RawMessage] = []
         done = False
@@ -371,7 +374,7 @@ class EventStore:
             if done:
                 return
             seq, time_ns = _sequence_and_time(msg.reply)
-            if cutoff_ns is not None and time_ns > cutoff_ns:
+            if cutoff_us is not None and time_ns // 1000 > cutoff_us:
                 done = True
             else:
                 batch.append(RawMessage(seq, msg.subject, time_ns, msg.headers, msg.data))

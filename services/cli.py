@@ -24,6 +24,7 @@ from events.errors import (
 )
 from services.config import Settings
 from services.exit_codes import ExitCode
+from services.intake_errors import ForbiddenError, IntakeUnavailableError
 from services.runtime import AlreadyRunningError
 from services.stack import ConnectionFailedError
 
@@ -33,6 +34,8 @@ T = TypeVar("T")
 
 _EXIT_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (AlreadyRunningError, ExitCode.NOT_RUNNING),
+    (IntakeUnavailableError, ExitCode.NOT_RUNNING),
+    (ForbiddenError, ExitCode.REFUSED),
     (ConnectionFailedError, ExitCode.UNREACHABLE),
     (Conflict, ExitCode.CONFLICT),
     (ActivityNotFoundError, ExitCode.NOT_FOUND),

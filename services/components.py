@@ -10,4 +10,10 @@ __all__ = ["stack_components"]
 
 def stack_components(settings: Settings) -> list[Component]:
     """The components ``ledger up`` starts, in order, for these settings."""
-    return []
+    from services.intake import intake_component
+    from services.projector import projector_component
+
+    components: list[Component] = []
+    components.append(intake_component)
+    components.append(projector_component)
+    return components

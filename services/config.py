@@ -13,9 +13,18 @@ from pathlib import Path
 
 from events.subjects import DEFAULT, Namespace
 
-__all__ = ["DEFAULT_DATA_DIR", "Settings"]
+__all__ = ["DEFAULT_DATA_DIR", "Settings", "server_urls"]
 
 DEFAULT_DATA_DIR = Path(".ledger")
+
+
+def server_urls(url: str) -> list[str]:
+    """The servers in a comma-joined ``--nats-url``, as nats-py wants them: a list.
+
+    A cluster's clients name several nodes (``nats://a:4222,nats://b:4222``), so a client can
+    reach the cluster through whichever node is up; nats-py parses only one URL per string.
+    """
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 @dataclass(frozen=True)

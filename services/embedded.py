@@ -152,6 +152,17 @@ class EmbeddedNats:
         if process.stderr:
             process.stderr.close()
 
+    def kill(self) -> None:
+        """Kill the server with SIGKILL and reap it: a crash, for failure tests."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if process.stderr:
+            process.stderr.close()
+
     @property
     def pid(self) -> int | None:
         """The server's process id while it runs."""

@@ -19,7 +19,7 @@ from nats.aio.client import Client as NATS
 
 from events.errors import LedgerError
 from events.store import EventStore
-from services.config import Settings
+from services.config import Settings, server_urls
 from services.embedded import EmbeddedNats
 from services.runtime import DataDirLock, read_runtime
 
@@ -56,7 +56,7 @@ async def connect(url: str, name: str = "ledger", timeout: float = 10.0) -> NATS
         # nats-py would also retry a first connection for ever, so bound that by a timeout.
         return await asyncio.wait_for(
             nats.connect(
-                url,
+                server_urls(url),
                 name=name,
                 connect_timeout=2,
                 max_reconnect_attempts=-1,

@@ -9,7 +9,9 @@ __all__ = ["register"]
 
 def register(group: click.Group) -> None:
     """Add every subcommand to the ``ledger`` group."""
-    from services.commands import stack
+    from services.commands import cluster, office, projections, stack
 
-    for command in (stack.up, stack.demo, stack.status):
+    for command in (stack.up, stack.demo, projections.status, projections.rebuild, cluster.cluster):
+        group.add_command(command)
+    for command in (office.report, office.revise, office.withdraw, office.import_):
         group.add_command(command)

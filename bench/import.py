@@ -1,0 +1,128 @@
+"""Benchmark: N synthetic activities reported through intake, against two lower bounds.
+
+In one run, on one fresh embedded nats-server, it stores the same N activities three ways,
+each into its own stream:
+
+- ``intake``: ``ReportActivity`` commands through :meth:`OfficeClient.send_many` to one intake
+  instance in this process (the path ``ledger import`` takes, minus file parsing);
+- ``append_many``: the sealed events straight into :meth:`EventStore.append_many`, with the
+  same expected-sequence and msg-id headers;
+- ``raw``: nats-py ``js.publish_async`` of the same bytes to fresh subjects, with no headers.
+
+It prints events/s for each and the ratio intake/raw. Run: ``python -m bench.import
+--events 100000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+
+from bench.synthetic import synthetic_activities
+from events.codec import encode
+from events.commands import Accepted
+from events.envelope import new_event_id, seal, utc_now
+from events.store import EventStore
+from events.subjects import Namespace
+from services.client import OfficeClient
+from services.embedded import EmbeddedNats
+from services.intake import run_intake
+
+
+async def _through_intake(url: str, n: int, window: int, workers: int) -> float:
+    nc = await nats.connect(url)
+    store = EventStore(nc, Namespace.for_tests("bench_intake"))
+    await store.ensure_stream()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    server = asyncio.create_task(run_intake(url, store, stop, workers=workers, ready=ready))
+    await ready.wait()
+    client_nc = await nats.connect(url)
+    client = OfficeClient(client_nc, None, store.ns, actor="bench", timeout=30)
+    now = utc_now()
+    commands = (
+        (i, client.report_command(a, command_id=f"bench-{i}", issued_at=now))
+        for i, a in enumerate(synthetic_activities(n, seed=1))
+    )
+    started = time.perf_counter()
+    accepted = 0
+    async for _, reply in client.send_many(commands, window=window):
+        accepted += isinstance(reply, Accepted)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await server
+    await client_nc.close()
+    await nc.close()
+    if accepted != n:
+        raise SystemExit(f"intake accepted {accepted} of {n}")
+    return elapsed
+
+
+def _sealed(n: int) -> list:
+    now = utc_now()
+    return [
+        (seal(a, office=a.office, actor="bench", event_id=new_event_id(now, seed=str(i))), 0)
+        for i, a in enumerate(synthetic_activities(n, seed=1))
+    ]
+
+
+async def _append_many(url: str, n: int) -> float:
+    events = _sealed(n)
+    nc = await nats.connect(url)
+    store = EventStore(nc, Namespace.for_tests("bench_append"), window=2000)
+    await store.ensure_stream()
+    started = time.perf_counter()
+    outcomes = await store.append_many(events)
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    stored = sum(o.status == "stored" for o in outcomes)
+    if stored != n:
+        raise SystemExit(f"append_many stored {stored} of {n}")
+    return elapsed
+
+
+async def _raw(url: str, n: int) -> float:
+    bodies = [encode(event) for event, _ in _sealed(n)]
+    nc = await nats.connect(url)
+    ns = Namespace.for_tests("bench_raw")
+    await EventStore(nc, ns).ensure_stream()
+    js = nc.jetstream(publish_async_max_pending=2000)
+    started = time.perf_counter()
+    for i, body in enumerate(bodies):
+        await js.publish_async(ns.activity("HQ", f"R{i}"), body)
+    await js.publish_async_completed()
+    elapsed = time.perf_counter() - started
+    await nc.close()
+    return elapsed
+
+
+async def _run(n: int, window: int, workers: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedNats(Path(tmp)) as server:
+        rates = {
+            "intake": n / await _through_intake(server.url, n, window, workers),
+            "append_many": n / await _append_many(server.url, n),
+            "raw publish_async": n / await _raw(server.url, n),
+        }
+    for name, rate in rates.items():
+        print(f"{name:>18}: {rate:10,.0f} events/s")
+    print(f"{'intake / raw':>18}: {rates['intake'] / rates['raw publish_async']:10.2f}")
+    print(f"{'intake / append':>18}: {rates['intake'] / rates['append_many']:10.2f}")
+
+
+def main() -> None:
+    """Parse the flags and run the benchmark."""
+    parser = argparse.ArgumentParser(prog="python -m bench.import", description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000, help="activities to store")
+    parser.add_argument("--window", type=int, default=1000, help="commands in flight")
+    parser.add_argument("--workers", type=int, default=64, help="intake handlers at once")
+    args = parser.parse_args()
+    print(f"{args.events:,} activities, window {args.window}, {args.workers} intake workers")
+    asyncio.run(_run(args.events, args.window, args.workers))
+
+
+if __name__ == "__main__":
+    main()

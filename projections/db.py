@@ -1,0 +1,147 @@
+"""Where projection databases live, how they are opened, and how the live one is switched.
+
+The live projection is ``<data dir>/projections/ledger.db``, a symbolic link to a real file
+``ledger-<timestamp>.db``. A rebuild writes a new file beside it and then replaces the link in
+one ``rename(2)``, so a reader that opens the link gets either the old complete file or the new
+complete file, never a half-built one. Readers resolve the link when they open, and keep the
+file they got until they reopen. A WAL database is never renamed over another: its ``-wal``
+and ``-shm`` files are named after it and would be left pointing at the wrong data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+from urllib.request import pathname2url
+
+from events.errors import LedgerError
+from projections.schema import create_schema
+
+__all__ = [
+    "LIVE_NAME",
+    "ProjectionFileError",
+    "ensure_live",
+    "live_path",
+    "new_database_path",
+    "open_reader",
+    "open_writer",
+    "prune_old",
+    "resolve",
+    "switch_live",
+]
+
+LIVE_NAME = "ledger.db"
+
+
+class ProjectionFileError(LedgerError):
+    """Raised when the live projection path is not what the ledger expects (e.g. not a link)."""
+
+
+def live_path(data_dir: Path) -> Path:
+    """The live projection's link inside a data directory."""
+    return Path(data_dir) / "projections" / LIVE_NAME
+
+
+def new_database_path(directory: Path) -> Path:
+    """A fresh, unused file name for a new projection database in ``directory``."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    candidate = Path(directory) / f"ledger-{stamp}.db"
+    suffix = 0
+    while candidate.exists():
+        suffix += 1
+        candidate = Path(directory) / f"ledger-{stamp}-{suffix}.db"
+    return candidate
+
+
+def resolve(path: Path) -> Path:
+    """The real file behind ``path`` (the link's target, for the live path)."""
+    return Path(os.path.realpath(path))
+
+
+def open_writer(path: Path, *, bulk: bool = False) -> sqlite3.Connection:
+    """Open (creating if needed) a projection database for writing, in WAL mode.
+
+    :param path: the database file, the live link, or ``:memory:``.
+    :param bulk: for a rebuild's fresh file: no fsync and no secondary indexes until the end.
+        A crash then may corrupt the file, but a rebuild's file is thrown away on failure.
+    :returns: a connection in autocommit mode; the applier opens its own transactions.
+    """
+    target = path if str(path) == ":memory:" else resolve(path)
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    # NORMAL in WAL mode survives a killed process (the crash test's case) and loses at most
+    # the last transactions on power loss, which the checkpoint then replays.
+    conn.execute(f"PRAGMA synchronous = {'OFF' if bulk else 'NORMAL'}")
+    conn.execute("PRAGMA cache_size = -32000")
+    create_schema(conn, indexes=not bulk)
+    return conn
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """Open a projection read-only; the live link is resolved now, once.
+
+    :raises FileNotFoundError: when there is no projection yet.
+    """
+    real = resolve(path)
+    if not real.exists():
+        raise FileNotFoundError(f"no projection at {path}; run `ledger up` or `ledger rebuild`")
+    conn = sqlite3.connect(f"file:{pathname2url(str(real))}?mode=ro", uri=True)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def ensure_live(live: Path) -> Path:
+    """Make sure the live path exists; a new empty projection is created behind a fresh link.
+
+    A plain file at ``live`` is accepted as is (tests and the standalone projector use one).
+
+    :returns: the real file behind ``live``.
+    """
+    if live.exists():
+        return resolve(live)
+    live.parent.mkdir(parents=True, exist_ok=True)
+    target = new_database_path(live.parent)
+    open_writer(target).close()
+    switch_live(live, target)
+    return target
+
+
+def switch_live(live: Path, target: Path) -> None:
+    """Point the live link at ``target`` atomically.
+
+    :raises ProjectionFileError: when ``live`` is a plain file, which a link must not replace
+        while a writer may hold it.
+    """
+    if live.exists() and not live.is_symlink():
+        raise ProjectionFileError(
+            f"{live} is a plain file, not a link to a projection; move it away first"
+        )
+    temporary = live.with_name(f".{live.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    # A relative target keeps the link valid when the data directory moves.
+    temporary.symlink_to(os.path.relpath(target, live.parent))
+    os.replace(temporary, live)
+
+
+def prune_old(live: Path, keep: int = 2) -> list[Path]:
+    """Delete projection files other than the live one and the ``keep - 1`` newest others.
+
+    Readers still holding a deleted file keep reading it: the data lives until they close.
+
+    :returns: the files deleted.
+    """
+    current = resolve(live)
+    others = sorted(
+        (p for p in live.parent.glob("ledger-*.db") if resolve(p) != current),
+        key=lambda p: p.name,
+        reverse=True,
+    )
+    deleted = []
+    for old in others[max(keep - 1, 0) :]:
+        for companion in (old, Path(f"{old}-wal"), Path(f"{old}-shm")):
+            companion.unlink(missing_ok=True)
+        deleted.append(old)
+    return deleted

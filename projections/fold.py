@@ -1,0 +1,223 @@
+"""The counting rules as pure functions: from an activity and an event to rollup row changes.
+
+No SQL, no clock, no NATS: values in, values out, so that every rule can be tested alone.
+
+An activity's *footprint* is what it adds to each rollup row, keyed by a :data:`Bucket`. Folding
+an event computes the activity's footprint before and after the event; the difference is the
+change to apply to the rollup rows. Figures are kept in integer millionths (``micros``), so that
+sums are exact and do not depend on the order or grouping in which events are applied: a rebuild
+and the live projector then agree to the last digit.
+
+The rules (DESIGN.md, Counting rules):
+
+- every active activity counts once in every total of its programme, its year and the globe;
+- a single country, or several countries with shares, get their share of each figure;
+- several countries without shares are *listed* under each country as multi-country, and count
+  in no single country's total;
+- a withdrawn activity counts nowhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgspec
+
+from events.activity import ActivityState, apply_event
+from events.envelope import Envelope
+from events.errors import InvalidEventError, LedgerError
+from events.model import ActivityReported
+
+__all__ = [
+    "ACTIVITY_COUNT",
+    "COUNTRY_TABLES",
+    "MICROS",
+    "ROLLUP_KEYS",
+    "Bucket",
+    "FoldError",
+    "Share",
+    "Step",
+    "add_deltas",
+    "allocate",
+    "allocations",
+    "decode_state",
+    "diff_footprints",
+    "encode_state",
+    "fold_event",
+    "footprint",
+    "net_deltas",
+    "to_micros",
+]
+
+MICROS = 1_000_000
+"""Millionths per unit: the fixed-point scale of every stored figure."""
+
+ACTIVITY_COUNT = "*"
+"""The pseudo-metric whose total is the number of activities counted in a row (1 each)."""
+
+ROLLUP_KEYS: dict[str, tuple[str, ...]] = {
+    "by_country": ("country",),
+    "by_programme": ("programme",),
+    "by_year": ("year",),
+    "country_year": ("country", "year"),
+    "programme_year": ("programme", "year"),
+    "country_programme": ("country", "programme"),
+    "totals": (),
+}
+"""Every rollup table with the columns that key it (besides ``metric``)."""
+
+COUNTRY_TABLES = frozenset({"by_country", "country_year", "country_programme"})
+"""The rollups that split an activity by country."""
+
+Bucket = tuple[Any, ...]
+"""``(table, *key values, metric)``: one rollup row, e.g. ``("by_country", "KAZ", "*")``."""
+
+
+Share = tuple[int, int, int]
+"""What one activity puts into one rollup row, or the signed change to a row:
+``(micros, activities, multi_country)``. ``micros`` is the figure in millionths; ``activities``
+is 1 when the activity counts in the row's total; ``multi_country`` is 1 when it is only listed
+there, as multi-country without shares. Plain tuples keep the rebuild's inner loop cheap."""
+
+
+_LISTED: Share = (0, 0, 1)
+
+
+class FoldError(LedgerError):
+    """Raised when an event cannot follow the activity's state (it goes to quarantine)."""
+
+
+class Step(NamedTuple):
+    """The outcome of folding one event."""
+
+    before: ActivityState | None
+    after: ActivityState
+    deltas: dict[Bucket, Share]
+    """Signed changes to rollup rows; rows that do not change are absent."""
+
+
+def to_micros(value: float) -> int:
+    """A figure in millionths, rounded to the nearest."""
+    return round(value * MICROS)
+
+
+def allocations(activity: ActivityReported) -> list[tuple[str, float | None]]:
+    """Each country with the percent of the figures it gets; ``None`` means listed only.
+
+    :raises FoldError: when shares are given for some countries but not all, or a country
+        appears twice.
+    """
+    places = activity.countries
+    codes = [place.country for place in places]
+    if len(set(codes)) != len(codes):
+        raise FoldError(f"activity {activity.activity_id!r} names a country twice")
+    shares = [place.share for place in places]
+    if all(share is None for share in shares):
+        if len(places) == 1:
+            return [(codes[0], 100.0)]
+        return [(code, None) for code in codes]
+    if any(share is None for share in shares):
+        raise FoldError(f"activity {activity.activity_id!r} gives shares for only some countries")
+    return [(code, float(share)) for code, share in zip(codes, shares, strict=True)]
+
+
+def allocate(micros: int, percent: float) -> int:
+    """A country's part of a figure: ``percent`` of it, rounded to the nearest millionth."""
+    return round(micros * percent / 100)
+
+
+def footprint(state: ActivityState | None) -> dict[Bucket, Share]:
+    """What an activity in this state puts into every rollup row; nothing when withdrawn."""
+    if state is None or state.withdrawn:
+        return {}
+    activity = state.activity
+    programme, year = activity.programme, activity.year
+    figures = [(ACTIVITY_COUNT, None)] + [
+        (metric, to_micros(value)) for metric, value in activity.metrics.items()
+    ]
+    places = allocations(activity)
+    result: dict[Bucket, Share] = {}
+    for metric, micros in figures:
+        # The activity count is not a figure: it is 1 in every row the activity counts in.
+        whole = (MICROS if micros is None else micros, 1, 0)
+        result["totals", metric] = whole
+        result["by_programme", programme, metric] = whole
+        result["by_year", year, metric] = whole
+        result["programme_year", programme, year, metric] = whole
+        for country, percent in places:
+            if percent is None:
+                share = _LISTED
+            elif micros is None:
+                share = whole
+            else:
+                share = (allocate(micros, percent), 1, 0)
+            result["by_country", country, metric] = share
+            result["country_year", country, year, metric] = share
+            result["country_programme", country, programme, metric] = share
+    return result
+
+
+def diff_footprints(before: dict[Bucket, Share], after: dict[Bucket, Share]) -> dict[Bucket, Share]:
+    """The signed changes that turn rows holding ``before`` into rows holding ``after``."""
+    if not before:
+        return dict(after)
+    deltas: dict[Bucket, Share] = {}
+    for bucket, share in after.items():
+        old = before.get(bucket)
+        if old is None:
+            deltas[bucket] = share
+        elif old != share:
+            deltas[bucket] = (share[0] - old[0], share[1] - old[1], share[2] - old[2])
+    for bucket, old in before.items():
+        if bucket not in after:
+            deltas[bucket] = (-old[0], -old[1], -old[2])
+    return deltas
+
+
+def add_deltas(total: dict[Bucket, list[int]], deltas: dict[Bucket, Share]) -> None:
+    """Accumulate ``deltas`` into ``total`` in place; see :func:`net_deltas` for the result."""
+    for bucket, share in deltas.items():
+        row = total.get(bucket)
+        if row is None:
+            total[bucket] = list(share)
+        else:
+            row[0] += share[0]
+            row[1] += share[1]
+            row[2] += share[2]
+
+
+def net_deltas(total: dict[Bucket, list[int]]) -> dict[Bucket, Share]:
+    """The accumulated changes, without the rows that net to nothing."""
+    return {bucket: (m, a, c) for bucket, (m, a, c) in total.items() if m or a or c}
+
+
+def fold_event(state: ActivityState | None, envelope: Envelope[Any], sequence: int) -> Step:
+    """Fold one stored event into its activity's state and the rollup rows.
+
+    :param state: the activity as its earlier events left it; ``None`` before its report.
+    :param envelope: the decoded event.
+    :param sequence: the event's stream sequence.
+    :raises FoldError: when the event cannot follow the state: a second report, a revision or
+        withdrawal before the report, any event after the withdrawal, or inconsistent shares.
+    """
+    if state is not None and state.withdrawn:
+        raise FoldError(f"{envelope.type} after the activity was withdrawn")
+    try:
+        after = apply_event(state, envelope, sequence)
+    except InvalidEventError as exc:
+        raise FoldError(str(exc)) from None
+    deltas = diff_footprints(footprint(state), footprint(after))
+    return Step(before=state, after=after, deltas=deltas)
+
+
+def encode_state(state: ActivityState) -> bytes:
+    """The activity state as stored in the ``activities`` table."""
+    return msgspec.json.encode(state)
+
+
+_state_decoder = msgspec.json.Decoder(ActivityState)
+
+
+def decode_state(data: bytes | str) -> ActivityState:
+    """The activity state from its stored form."""
+    return _state_decoder.decode(data)

@@ -1,0 +1,272 @@
+"""The field offices' client of intake: one call per command, used by the CLI and the tests.
+
+Each call builds a command with a fresh command id (unless given one) and sends it as a NATS
+request to the office's intake subject. On a timeout it sends the very same command again:
+the id makes intake store it once and answer with the first outcome. A refusal raises the
+ledger error that matches its code, so callers handle intake's answers like any other error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import getpass
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, TypeVar
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from events.commands import (
+    Accepted,
+    Command,
+    Rejected,
+    Reply,
+    ReportActivity,
+    ReviseActivity,
+    WithdrawActivity,
+    decode_reply,
+    encode_command,
+)
+from events.envelope import utc_now
+from events.errors import (
+    ActivityNotFoundError,
+    ActivityWithdrawnError,
+    FieldIssue,
+    InvalidEventError,
+    LedgerError,
+)
+from events.model import ActivityChanges, ActivityReported
+from events.subjects import DEFAULT, Namespace
+from services.intake_errors import ForbiddenError, IntakeUnavailableError, VersionConflict
+
+__all__ = ["OfficeClient", "default_actor", "new_command_id", "raise_for"]
+
+T = TypeVar("T")
+
+
+def new_command_id() -> str:
+    """A fresh, unique command id."""
+    return uuid.uuid4().hex
+
+
+def default_actor() -> str:
+    """Who the commands are from when not said: ``LEDGER_ACTOR``, else the login name."""
+    return os.environ.get("LEDGER_ACTOR") or getpass.getuser()
+
+
+class OfficeClient:
+    """Sends one office's commands to intake and returns the accepted replies."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        office: str | None,
+        namespace: Namespace = DEFAULT,
+        *,
+        actor: str | None = None,
+        timeout: float = 5.0,
+        attempts: int = 3,
+    ) -> None:
+        """
+        :param nc: a connected client; it needs only publish rights on the intake subject.
+        :param office: the office the commands are sent as; ``None`` sends each report as the
+            office it names (revisions and withdrawals then need an office).
+        :param namespace: whose intake to talk to.
+        :param actor: recorded as who issued each command; :func:`default_actor` if not given.
+        :param timeout: seconds to wait for one answer.
+        :param attempts: how many times a command is sent before giving up.
+        """
+        self.nc = nc
+        self.office = office
+        self.ns = namespace
+        self.actor = actor or default_actor()
+        self.timeout = timeout
+        self.attempts = attempts
+
+    # -- one command each ------------------------------------------------------------------
+
+    async def report(
+        self, activity: ActivityReported, *, command_id: str | None = None
+    ) -> Accepted:
+        """Report a new activity.
+
+        :raises InvalidEventError: naming the field that breaks a rule.
+        :raises VersionConflict: when the activity id was already reported.
+        :raises ForbiddenError: when the activity belongs to another office.
+        :raises IntakeUnavailableError: when no intake answers.
+        """
+        return await self.send(self.report_command(activity, command_id=command_id))
+
+    async def revise(
+        self,
+        activity_id: str,
+        changes: dict[str, Any] | ActivityChanges,
+        reason: str,
+        expected_version: int | None = None,
+        *,
+        command_id: str | None = None,
+    ) -> Accepted:
+        """Change some fields of an activity.
+
+        :param changes: new values by field name, or ``metrics.<name>`` for one figure.
+        :param expected_version: the version the change was based on; a newer activity then
+            raises :class:`VersionConflict` instead of being overwritten.
+        :raises ActivityNotFoundError: when no such activity was reported.
+        :raises ActivityWithdrawnError: when the activity was withdrawn.
+        """
+        if isinstance(changes, ActivityChanges):
+            changes = msgspec.to_builtins(changes)
+        command = ReviseActivity(
+            command_id=command_id or new_command_id(),
+            issued_at=utc_now(),
+            actor=self.actor,
+            activity_id=activity_id,
+            changes=changes,
+            reason=reason,
+            expected_version=expected_version,
+        )
+        return await self.send(command)
+
+    async def withdraw(
+        self,
+        activity_id: str,
+        reason: str,
+        expected_version: int | None = None,
+        *,
+        command_id: str | None = None,
+    ) -> Accepted:
+        """Withdraw an activity; it stays in history but counts nowhere."""
+        command = WithdrawActivity(
+            command_id=command_id or new_command_id(),
+            issued_at=utc_now(),
+            actor=self.actor,
+            activity_id=activity_id,
+            reason=reason,
+            expected_version=expected_version,
+        )
+        return await self.send(command)
+
+    def report_command(
+        self,
+        activity: ActivityReported,
+        *,
+        command_id: str | None = None,
+        issued_at: dt.datetime | None = None,
+        correlation_id: str = "",
+    ) -> ReportActivity:
+        """The command that reports ``activity``, for :meth:`send` or :meth:`send_many`."""
+        return ReportActivity(
+            command_id=command_id or new_command_id(),
+            issued_at=issued_at or utc_now(),
+            actor=self.actor,
+            correlation_id=correlation_id,
+            activity=activity,
+        )
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send(self, command: Command) -> Accepted:
+        """Send a command and return its acceptance, or raise the error its refusal stands for."""
+        return raise_for(await self.request(command), _activity_id(command))
+
+    async def request(self, command: Command) -> Reply:
+        """Send a command, retrying unanswered attempts, and return intake's reply as it is.
+
+        :raises IntakeUnavailableError: when no intake answers after every attempt.
+        """
+        subject = self._subject(command)
+        data = encode_command(command)
+        reason = "no answer"
+        for attempt in range(self.attempts):
+            if attempt:
+                await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+            try:
+                msg = await self.nc.request(subject, data, timeout=self.timeout)
+            except nats.errors.NoRespondersError:
+                raise IntakeUnavailableError(
+                    f"no intake service listens on {subject}; start the ledger with "
+                    "`ledger up` (or check --nats-url)"
+                ) from None
+            except nats.errors.TimeoutError:
+                reason = f"no answer within {self.timeout:g}s"
+                continue
+            except nats.errors.Error as exc:
+                raise IntakeUnavailableError(f"cannot reach intake: {exc}") from None
+            try:
+                reply = decode_reply(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise IntakeUnavailableError(f"unreadable answer from intake: {exc}") from None
+            if isinstance(reply, Rejected) and reply.code == "unavailable":
+                reason = reply.message
+                continue
+            return reply
+        raise IntakeUnavailableError(
+            f"intake did not take the command after {self.attempts} attempts ({reason}); "
+            "running the same command again is safe"
+        )
+
+    async def send_many(
+        self, items: Iterable[tuple[T, Command]], window: int = 256
+    ) -> AsyncIterator[tuple[T, Reply]]:
+        """Send many commands with at most ``window`` awaiting their reply; yield each reply.
+
+        :param items: ``(key, command)`` pairs; the key comes back with the reply, e.g. the
+            line number of an imported record.
+        :returns: ``(key, reply)`` pairs, as the replies arrive (not in input order).
+        :raises IntakeUnavailableError: when intake stops answering; the commands not yet
+            answered may or may not be stored, and sending them again is safe.
+        """
+
+        async def one(key: T, command: Command) -> tuple[T, Reply]:
+            return key, await self.request(command)
+
+        pending: set[asyncio.Task[tuple[T, Reply]]] = set()
+        try:
+            for key, command in items:
+                if len(pending) >= window:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        yield task.result()
+                pending.add(asyncio.create_task(one(key, command)))
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    yield task.result()
+        finally:
+            for task in pending:
+                task.cancel()
+
+    def _subject(self, command: Command) -> str:
+        if self.office is not None:
+            return self.ns.intake(self.office)
+        if isinstance(command, ReportActivity):
+            return self.ns.intake(command.activity.office)
+        raise LedgerError("give the office to send revisions and withdrawals as (--office)")
+
+
+def raise_for(reply: Reply, activity_id: str) -> Accepted:
+    """The acceptance, or the ledger error that stands for the refusal."""
+    if isinstance(reply, Accepted):
+        return reply
+    match reply.code:
+        case "invalid":
+            raise InvalidEventError([FieldIssue(reply.field, reply.message)])
+        case "unknown_activity":
+            raise ActivityNotFoundError(activity_id)
+        case "withdrawn":
+            raise ActivityWithdrawnError(activity_id)
+        case "conflict":
+            raise VersionConflict(activity_id, reply.message, reply.version, reply.sequence)
+        case "forbidden":
+            raise ForbiddenError(reply.message)
+    raise IntakeUnavailableError(reply.message)
+
+
+def _activity_id(command: Command) -> str:
+    if isinstance(command, ReportActivity):
+        return command.activity.activity_id
+    return command.activity_id

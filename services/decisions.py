@@ -1,0 +1,311 @@
+"""Intake's decisions: a command and its activity's stored events in, an event or a reply out.
+
+Pure: no clock (``now`` is a parameter), no NATS. Intake loads, calls :func:`decide`, appends
+what it is given, and replies; the unit tests call :func:`decide` directly.
+
+The order of the checks matters for retries. A command whose event is already in the activity
+(found by its command id, which every event keeps as ``causation_id``) gets the first outcome
+back before any other rule is applied, so a retry never turns into "changes nothing".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from events.activity import ActivityState, check_can_revise, check_can_withdraw, fold_activity
+from events.commands import (
+    Accepted,
+    Command,
+    Rejected,
+    ReportActivity,
+    ReviseActivity,
+    WithdrawActivity,
+    event_id_for,
+)
+from events.envelope import Envelope, seal
+from events.errors import (
+    ActivityNotFoundError,
+    ActivityWithdrawnError,
+    FieldIssue,
+    InvalidEventError,
+    LedgerError,
+)
+from events.model import ActivityChanges, ActivityReported, ActivityRevised, ActivityWithdrawn
+from events.reference import Reference
+from events.store import LoadedActivity
+from events.validation import check_reason, check_reported
+
+__all__ = [
+    "REVISABLE_FIELDS",
+    "Append",
+    "Decision",
+    "apply_edits",
+    "decide",
+    "rejection_for",
+    "split_validation_error",
+]
+
+REVISABLE_FIELDS: tuple[str, ...] = ActivityChanges.__struct_fields__
+"""The fields a revision may set; ``activity_id`` and ``office`` never change."""
+
+
+_NAMED_FIELD = re.compile(r"field `([^`]+)`")
+
+
+@dataclass(frozen=True)
+class Append:
+    """Store ``event`` if the activity is still at ``expected_sequence``; reply ``version``."""
+
+    event: Envelope[Any]
+    expected_sequence: int
+    version: int
+
+
+Decision = Append | Accepted | Rejected
+
+
+def decide(
+    command: Command, office: str, loaded: LoadedActivity, ref: Reference, now: dt.datetime
+) -> Decision:
+    """What intake does with a command sent on ``office``'s intake subject.
+
+    :param command: the decoded command.
+    :param office: the office token of the subject the command came on.
+    :param loaded: the activity's stored events (none for an activity not yet reported).
+    :param ref: the catalogues to validate against.
+    :param now: the time to record the event at; also bounds the acceptable year.
+    :returns: an :class:`Append` to perform, or the reply to send as is.
+    """
+    try:
+        match command:
+            case ReportActivity():
+                return _decide_report(command, office, loaded, ref, now)
+            case ReviseActivity():
+                return _decide_revise(command, office, loaded, ref, now)
+            case WithdrawActivity():
+                return _decide_withdraw(command, office, loaded, now)
+    except LedgerError as exc:
+        return rejection_for(exc)
+    return Rejected(code="invalid", message="unknown command", field="command")
+
+
+def rejection_for(exc: LedgerError) -> Rejected:
+    """The reply that stands for one of the ledger's errors."""
+    match exc:
+        case InvalidEventError():
+            # The field travels apart from the message, so the message must not repeat it.
+            first, *rest = exc.issues or [FieldIssue("", str(exc))]
+            also = "; also " + "; ".join(str(issue) for issue in rest) if rest else ""
+            return Rejected(code="invalid", message=first.message + also, field=first.field)
+        case ActivityNotFoundError():
+            return Rejected(code="unknown_activity", message=str(exc), field="activity_id")
+        case ActivityWithdrawnError():
+            return Rejected(code="withdrawn", message=str(exc), field="activity_id")
+    return Rejected(code="unavailable", message=f"{exc}; retrying the same command is safe")
+
+
+def _decide_report(
+    command: ReportActivity, office: str, loaded: LoadedActivity, ref: Reference, now: dt.datetime
+) -> Decision:
+    activity = command.activity
+    if activity.office != office:
+        return _forbidden(office, activity.office, activity.activity_id)
+    if previous := _previous_outcome(command, loaded):
+        return previous
+    if loaded.events:
+        state = _fold(loaded)
+        return Rejected(
+            code="conflict",
+            message=f"activity {activity.activity_id!r} was already reported (now at version "
+            f"{state.version}); to change it use `ledger revise {activity.activity_id}`",
+            field="activity_id",
+            version=state.version,
+            sequence=state.last_sequence,
+        )
+    checked = check_reported(activity, ref, max_year=now.year + 1)
+    return Append(_seal(checked, command, office, now, prev=""), expected_sequence=0, version=1)
+
+
+def _decide_revise(
+    command: ReviseActivity, office: str, loaded: LoadedActivity, ref: Reference, now: dt.datetime
+) -> Decision:
+    state = _existing(command.activity_id, loaded)
+    if state.activity.office != office:
+        return _forbidden(office, state.activity.office, command.activity_id)
+    if previous := _previous_outcome(command, loaded):
+        return previous
+    check_reason(command.reason)
+    if stale := _stale(command.expected_version, state):
+        return stale
+    if state.withdrawn:
+        raise ActivityWithdrawnError(command.activity_id)
+    candidate = apply_edits(state.activity, command.changes)
+    checked = check_reported(candidate, ref, max_year=now.year + 1)
+    touched = {_top_field(path) for path in command.changes}
+    changes = ActivityChanges(**{name: getattr(checked, name) for name in touched})
+    effective = check_can_revise(state, changes)
+    payload = ActivityRevised(
+        activity_id=command.activity_id, changes=effective, reason=command.reason
+    )
+    return Append(
+        _seal(payload, command, office, now, prev=state.last_hash),
+        expected_sequence=state.last_sequence,
+        version=state.version + 1,
+    )
+
+
+def _decide_withdraw(
+    command: WithdrawActivity, office: str, loaded: LoadedActivity, now: dt.datetime
+) -> Decision:
+    state = _existing(command.activity_id, loaded)
+    if state.activity.office != office:
+        return _forbidden(office, state.activity.office, command.activity_id)
+    if previous := _previous_outcome(command, loaded):
+        return previous
+    check_reason(command.reason)
+    if stale := _stale(command.expected_version, state):
+        return stale
+    check_can_withdraw(state)
+    payload = ActivityWithdrawn(activity_id=command.activity_id, reason=command.reason)
+    return Append(
+        _seal(payload, command, office, now, prev=state.last_hash),
+        expected_sequence=state.last_sequence,
+        version=state.version + 1,
+    )
+
+
+def apply_edits(activity: ActivityReported, edits: dict[str, Any]) -> ActivityReported:
+    """The activity with a revision's edits applied, not yet checked against the catalogues.
+
+    :param edits: new values by top-level field, or ``metrics.<name>`` for one figure, where
+        ``None`` removes the figure.
+    :raises InvalidEventError: for an empty revision, a field that cannot be revised, or a
+        value of the wrong type.
+    """
+    if not edits:
+        raise InvalidEventError(
+            [FieldIssue("changes", "the revision changes nothing; give at least one new value")]
+        )
+    data = msgspec.to_builtins(activity)
+    issues: list[FieldIssue] = []
+    for path, value in edits.items():
+        field, _, metric = path.partition(".")
+        if field == "metrics" and metric:
+            metrics = dict(data["metrics"])
+            if value is None:
+                metrics.pop(metric, None)
+            else:
+                metrics[metric] = value
+            data["metrics"] = metrics
+        elif path in REVISABLE_FIELDS:
+            data[path] = value
+        else:
+            issues.append(
+                FieldIssue(
+                    path,
+                    "this field cannot be revised; revisable fields are "
+                    + ", ".join(REVISABLE_FIELDS)
+                    + " and metrics.<name>",
+                )
+            )
+    if issues:
+        raise InvalidEventError(issues)
+    try:
+        return msgspec.convert(data, ActivityReported)
+    except msgspec.ValidationError as exc:
+        field, message = split_validation_error(exc)
+        raise InvalidEventError([FieldIssue(field, message)]) from None
+
+
+def split_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """The dotted field path and the message of a msgspec validation error."""
+    text = str(exc)
+    message, sep, where = text.rpartition(" - at `")
+    if not sep:
+        message, where = text, ""
+    path = where.rstrip("`").removeprefix("$").lstrip(".")
+    path = path.replace("[", ".").replace("]", "")
+    for prefix in ("activity.", "changes."):
+        path = path.removeprefix(prefix)
+    named = _NAMED_FIELD.search(message)
+    if named and named.group(1) not in path.split("."):
+        # "Object missing required field `reason`" is reported at the object, not the field.
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path, message
+
+
+def _top_field(path: str) -> str:
+    return path.partition(".")[0]
+
+
+def _fold(loaded: LoadedActivity) -> ActivityState:
+    state = fold_activity([(r.sequence, r.event) for r in loaded.events])
+    if state is None:  # only reached with no events, which callers exclude
+        raise ActivityNotFoundError("")
+    return state
+
+
+def _existing(activity_id: str, loaded: LoadedActivity) -> ActivityState:
+    if not loaded.events:
+        raise ActivityNotFoundError(activity_id)
+    return _fold(loaded)
+
+
+def _previous_outcome(command: Command, loaded: LoadedActivity) -> Accepted | None:
+    event_id = event_id_for(command)
+    for version, recorded in enumerate(loaded.events, start=1):
+        event = recorded.event
+        if event.causation_id == command.command_id or event.event_id == event_id:
+            return Accepted(
+                event_id=event.event_id,
+                activity_id=event.activity_id,
+                sequence=recorded.sequence,
+                version=version,
+                duplicate=True,
+            )
+    return None
+
+
+def _stale(expected_version: int | None, state: ActivityState) -> Rejected | None:
+    if expected_version is None or expected_version == state.version:
+        return None
+    activity_id = state.activity.activity_id
+    return Rejected(
+        code="conflict",
+        message=f"activity {activity_id!r} is at version {state.version}, not "
+        f"{expected_version}: someone changed it since you read it; check that your change "
+        f"still applies and retry with expected version {state.version}",
+        field="expected_version",
+        version=state.version,
+        sequence=state.last_sequence,
+    )
+
+
+def _forbidden(office: str, owner: str, activity_id: str) -> Rejected:
+    return Rejected(
+        code="forbidden",
+        message=f"office {office} may not write activity {activity_id!r} of office {owner}; "
+        f"send it as office {owner}",
+        field="office",
+    )
+
+
+def _seal(
+    payload: Any, command: Command, office: str, now: dt.datetime, prev: str
+) -> Envelope[Any]:
+    return seal(
+        payload,
+        office=office,
+        actor=command.actor,
+        event_id=event_id_for(command),
+        occurred_at=command.issued_at,
+        recorded_at=now,
+        correlation_id=command.correlation_id,
+        causation_id=command.command_id,
+        prev=prev,
+    )

@@ -1,0 +1,127 @@
+"""The shape of compose.yaml, checked with a YAML parser where no Docker engine can validate it.
+
+Compose resolves anchors and merge keys as YAML does, so PyYAML's view is the one Compose
+starts from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+NODES = ("nats-1", "nats-2", "nats-3")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """compose.yaml, parsed."""
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    """The services of compose.yaml by name."""
+    return compose["services"]
+
+
+def flags(service: dict[str, Any]) -> dict[str, str]:
+    """A nats node's ``--name=value`` command-line flags as a dict."""
+    pairs = (arg.removeprefix("--").partition("=") for arg in service["command"])
+    return {name: value for name, _, value in pairs}
+
+
+def test_three_nats_nodes_form_one_jetstream_cluster(services: dict[str, Any]) -> None:
+    every_route = {f"nats-route://{node}:6222" for node in NODES}
+    for node in NODES:
+        service = services[node]
+        assert service["image"].startswith("nats:2.")
+        assert flags(service) == {
+            "server_name": node,
+            "jetstream": "",
+            "store_dir": "/data",
+            "http_port": "8222",
+            "cluster_name": "ledger",
+            "cluster": "nats://0.0.0.0:6222",
+            "routes": ",".join(sorted(every_route)),
+        }
+        assert service["volumes"] == [f"{node}-data:/data"]
+        assert "/healthz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_every_nats_store_is_a_named_volume(compose: dict[str, Any]) -> None:
+    assert {f"{node}-data" for node in NODES} <= set(compose["volumes"])
+
+
+def test_services_reach_all_three_nodes_with_three_replicas(services: dict[str, Any]) -> None:
+    url = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
+    for name in ("stream", "intake", "projector", "api"):
+        assert services[name]["environment"] == {"LEDGER_NATS_URL": url, "LEDGER_REPLICAS": "3"}
+    for name in ("intake", "projector"):
+        assert services[name]["command"][:2] == ["--nats-url", url]
+
+
+def test_stream_is_created_before_anything_writes(services: dict[str, Any]) -> None:
+    assert services["stream"]["command"] == ["status"]
+    assert set(services["stream"]["depends_on"]) == set(NODES)
+    for name in ("intake", "projector", "api"):
+        assert services[name]["depends_on"] == {
+            "stream": {"condition": "service_completed_successfully"}
+        }
+
+
+@pytest.mark.parametrize(
+    ("name", "entrypoint", "replicas"),
+    [
+        ("intake", ["python", "-m", "services.intake"], 2),
+        ("projector", ["python", "-m", "services.projector"], 1),
+        ("api", None, 2),
+    ],
+)
+def test_ledger_services_run_from_the_one_image_with_health_checks(
+    services: dict[str, Any], name: str, entrypoint: list[str] | None, replicas: int
+) -> None:
+    service = services[name]
+    assert service["build"] == "."
+    assert service.get("entrypoint") == entrypoint
+    assert service.get("deploy", {}).get("replicas", 1) == replicas
+    assert service["healthcheck"]["test"][0] == "CMD"
+
+
+def test_projector_keeps_its_file_on_a_named_volume(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    assert services["projector"]["volumes"] == ["projections:/data"]
+    assert "projections" in compose["volumes"]
+
+
+def test_api_replicas_build_their_own_projection_and_publish_a_port(
+    services: dict[str, Any],
+) -> None:
+    api = services["api"]
+    # No shared volume: each replica's projection file lives in its own container.
+    assert "volumes" not in api
+    assert api["command"] == [
+        "--data-dir",
+        "/data/api",
+        "up",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+    ]
+    # One host port per replica.
+    assert api["ports"] == ["8000-8001:8000"]
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+
+
+def test_dockerfile_installs_the_project_with_ledger_as_entrypoint() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text().splitlines()
+    assert [line for line in dockerfile if line.startswith("FROM")] == ["FROM python:3.11-slim"]
+    assert any(line.startswith("RUN pip install .") for line in dockerfile)
+    assert 'ENTRYPOINT ["ledger"]' in dockerfile

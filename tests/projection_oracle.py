@@ -1,0 +1,171 @@
+"""A naive recomputation of every projection table from the full event list, for tests.
+
+It shares no code with ``projections/``: it replays the events into plain dicts, then sums each
+rollup from scratch with nested loops, so that a bug in the fold cannot hide in both.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from events.envelope import Envelope
+from events.model import ActivityReported, ActivityRevised, ActivityWithdrawn
+
+ROLLUPS = {
+    "by_country": ("country",),
+    "by_programme": ("programme",),
+    "by_year": ("year",),
+    "country_year": ("country", "year"),
+    "programme_year": ("programme", "year"),
+    "country_programme": ("country", "programme"),
+    "totals": (),
+}
+
+
+def replay_activities(events: list[tuple[int, Envelope[Any]]]) -> dict[str, dict[str, Any]]:
+    """The final state of every activity, skipping events that cannot follow (as quarantine)."""
+    activities: dict[str, dict[str, Any]] = {}
+    for sequence, envelope in events:
+        payload = envelope.payload
+        current = activities.get(payload.activity_id)
+        if isinstance(payload, ActivityReported):
+            if current is not None:
+                continue
+            current = {
+                "fields": {
+                    "programme": payload.programme,
+                    "year": payload.year,
+                    "countries": [(c.country, c.share) for c in payload.countries],
+                    "metrics": dict(payload.metrics),
+                },
+                "status": "active",
+                "version": 0,
+                "event_ids": [],
+            }
+            activities[payload.activity_id] = current
+        elif current is None or current["status"] == "withdrawn":
+            continue
+        elif isinstance(payload, ActivityRevised):
+            for name, value in payload.changes.as_dict().items():
+                if name == "countries":
+                    value = [(c.country, c.share) for c in value]
+                if name in current["fields"]:
+                    current["fields"][name] = value
+        elif isinstance(payload, ActivityWithdrawn):
+            current["status"] = "withdrawn"
+        current["version"] += 1
+        current["last_sequence"] = sequence
+        current["event_ids"].append(envelope.event_id)
+    return activities
+
+
+def _contributions(fields: dict[str, Any]) -> list[tuple[dict[str, Any], str, int, int, int]]:
+    """(key columns, metric, micros, counted, listed) for one active activity."""
+    out = []
+    figures = [("*", 1), *fields["metrics"].items()]
+    countries = fields["countries"]
+    for metric, value in figures:
+        micros = round(value * 1_000_000)
+        whole = {"programme": fields["programme"], "year": fields["year"]}
+        out.append((whole, metric, micros, 1, 0))
+        for country, share in countries:
+            place = dict(whole, country=country)
+            if share is None and len(countries) > 1:
+                out.append((place, metric, 0, 0, 1))
+            elif share is None or metric == "*":
+                out.append((place, metric, micros, 1, 0))
+            else:
+                out.append((place, metric, round(micros * share / 100), 1, 0))
+    return out
+
+
+def expected_rollups(activities: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Every rollup table's rows, as the counting rules of DESIGN.md define them."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for table, keys in ROLLUPS.items():
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        needs_country = "country" in keys
+        for activity in activities.values():
+            if activity["status"] != "active":
+                continue
+            for place, metric, micros, counted, listed in _contributions(activity["fields"]):
+                if needs_country != ("country" in place):
+                    continue
+                key = (*(place[k] for k in keys), metric)
+                row = rows.setdefault(
+                    key,
+                    {
+                        **{k: place[k] for k in keys},
+                        "metric": metric,
+                        "total_micros": 0,
+                        "activities": 0,
+                        "multi_country": 0,
+                    },
+                )
+                row["total_micros"] += micros
+                row["activities"] += counted
+                row["multi_country"] += listed
+        tables[table] = sorted(rows.values(), key=lambda r: [str(r[k]) for k in (*keys, "metric")])
+    return tables
+
+
+def projected_rollups(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
+    """The same tables as read from a projection database."""
+    tables = {}
+    for table, keys in ROLLUPS.items():
+        columns = [*keys, "metric", "total_micros", "activities", "multi_country", "total"]
+        rows = [
+            dict(zip(columns, row, strict=True))
+            for row in conn.execute(f"SELECT {', '.join(columns)} FROM {table}")
+        ]
+        for row in rows:
+            # total is total_micros for readers; it must agree exactly.
+            if row.pop("total") != row["total_micros"] / 1_000_000:
+                raise AssertionError(f"{table}: total disagrees with total_micros in {row}")
+        tables[table] = sorted(rows, key=lambda r: [str(r[k]) for k in (*keys, "metric")])
+    return tables
+
+
+def expected_activities(activities: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """(status, version, last_sequence, event_ids) by activity id."""
+    return {
+        activity_id: (a["status"], a["version"], a["last_sequence"], a["event_ids"])
+        for activity_id, a in activities.items()
+    }
+
+
+def projected_activities(conn: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
+    """The same, as read from a projection database."""
+    import json
+
+    return {
+        row[0]: (row[1], row[2], row[3], json.loads(row[4]))
+        for row in conn.execute(
+            "SELECT activity_id, status, version, last_sequence, event_ids FROM activities"
+        )
+    }
+
+
+def assert_projection_matches(conn: sqlite3.Connection, events: list[tuple[int, Envelope[Any]]]):
+    """Fail unless every table of the projection equals the naive recomputation."""
+    activities = replay_activities(events)
+    assert projected_activities(conn) == expected_activities(activities)
+    expected = expected_rollups(activities)
+    projected = projected_rollups(conn)
+    for table in ROLLUPS:
+        assert projected[table] == expected[table], table
+
+
+def assert_countries_match(conn: sqlite3.Connection, events: list[tuple[int, Envelope[Any]]]):
+    """Fail unless ``activity_countries`` lists each activity's current countries."""
+    activities = replay_activities(events)
+    expected = sorted(
+        (activity_id, country, share)
+        for activity_id, a in activities.items()
+        for country, share in a["fields"]["countries"]
+    )
+    projected = sorted(
+        conn.execute("SELECT activity_id, country, share FROM activity_countries").fetchall()
+    )
+    assert projected == expected

@@ -1,0 +1,150 @@
+"""Property: the projection equals a naive recomputation from the full event list.
+
+Random ledgers of reports, revisions and withdrawals over a few countries, programmes and years,
+with and without shares, including events that cannot follow (they go to quarantine). They are
+applied in random batches, some delivered twice, to SQLite in memory and on disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from events.codec import encode, headers_for
+from events.envelope import Envelope
+from events.model import ActivityChanges, ActivityRevised, ActivityWithdrawn, CountryShare
+from events.store import RawMessage
+from projections.apply import Applier
+from projections.db import open_writer
+from projections.fold import ROLLUP_KEYS
+from projections.provenance import contributions
+from tests.factories import make_reported, sealed
+from tests.projection_oracle import (
+    assert_countries_match,
+    assert_projection_matches,
+    replay_activities,
+)
+
+COUNTRIES = ["KAZ", "UZB", "KGZ", "TJK"]
+PROGRAMMES = ["GLOCYB", "CRIMJUST", "GENERAL"]
+YEARS = [2019, 2020, 2021]
+IDS = ["A1", "A2", "A3", "A4", "A5"]
+METRICS = ["people_trained", "participants", "cocaine_seized_kg"]
+
+figures = st.one_of(
+    st.integers(0, 5000),
+    st.floats(0, 5000, allow_nan=False).map(lambda x: round(x, 3)),
+)
+metrics = st.dictionaries(st.sampled_from(METRICS), figures, max_size=3)
+
+
+@st.composite
+def places(draw: st.DrawFn) -> list[CountryShare]:
+    chosen = draw(st.lists(st.sampled_from(COUNTRIES), max_size=3, unique=True))
+    if len(chosen) < 2 or not draw(st.booleans()):
+        return [CountryShare(c) for c in chosen]
+    cuts = draw(st.lists(st.integers(1, 60), min_size=len(chosen) - 1, max_size=len(chosen) - 1))
+    rest = 100 - sum(cuts)
+    if rest <= 0:
+        return [CountryShare(c) for c in chosen]
+    shares = [*(float(c) for c in cuts), float(rest)]
+    return [CountryShare(c, s) for c, s in zip(chosen, shares, strict=True)]
+
+
+@st.composite
+def ledgers(draw: st.DrawFn) -> list[tuple[int, Envelope[Any]]]:
+    events = []
+    for sequence in range(1, draw(st.integers(1, 30)) + 1):
+        activity_id = draw(st.sampled_from(IDS))
+        kind = draw(st.sampled_from(["report", "report", "revise", "revise", "withdraw"]))
+        if kind == "report":
+            payload: Any = make_reported(
+                activity_id=activity_id,
+                programme=draw(st.sampled_from(PROGRAMMES)),
+                year=draw(st.sampled_from(YEARS)),
+                countries=draw(places()),
+                metrics=draw(metrics),
+            )
+        elif kind == "revise":
+            fields = draw(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "programme": st.sampled_from(PROGRAMMES),
+                        "year": st.sampled_from(YEARS),
+                        "countries": places(),
+                        "metrics": metrics,
+                    },
+                )
+            )
+            payload = ActivityRevised(
+                activity_id=activity_id, changes=ActivityChanges(**fields), reason="fix"
+            )
+        else:
+            payload = ActivityWithdrawn(activity_id=activity_id, reason="duplicate")
+        events.append((sequence, sealed(payload)))
+    return events
+
+
+def raw(sequence: int, envelope: Envelope[Any]) -> RawMessage:
+    """The message as the stream would hand it over."""
+    subject = f"ledger.activity.HQ.{envelope.activity_id}"
+    return RawMessage(sequence, subject, sequence * 1000, headers_for(envelope), encode(envelope))
+
+
+def assert_provenance_adds_up(conn) -> None:
+    """Every rollup row's contributions sum to its total, and count its activities."""
+    for table, keys in ROLLUP_KEYS.items():
+        columns = ", ".join((*keys, "metric", "total_micros", "activities", "multi_country"))
+        for row in conn.execute(f"SELECT {columns} FROM {table}").fetchall():
+            *key, metric, micros, activities, multi = row
+            found = contributions(conn, table, tuple(key), metric)
+            assert sum(c.micros for c in found) == micros
+            assert sum(c.counted for c in found) == activities
+            assert sum(c.multi_country for c in found) == multi
+            assert all(c.last_event_id == c.event_ids[-1] for c in found)
+
+
+def check(path: str, events: list[tuple[int, Envelope[Any]]], cuts: list[int], twice: list[bool]):
+    conn = open_writer(Path(path) if path != ":memory:" else path)  # type: ignore[arg-type]
+    applier = Applier(conn)
+    messages = [raw(seq, env) for seq, env in events]
+    bounds = sorted({0, len(messages), *(c % (len(messages) + 1) for c in cuts)})
+    redeliver = [*twice, *[False] * len(bounds)]
+    for (start, end), again in zip(itertools.pairwise(bounds), redeliver, strict=False):
+        batch = messages[start:end]
+        applier.apply(batch)
+        if again:
+            before = conn.execute("SELECT * FROM by_programme ORDER BY 1, 2").fetchall()
+            result = applier.apply(batch)
+            assert (result.applied, result.quarantined, result.skipped) == (0, 0, len(batch))
+            assert conn.execute("SELECT * FROM by_programme ORDER BY 1, 2").fetchall() == before
+    assert applier.checkpoint() == len(messages)
+    assert_projection_matches(conn, events)
+    assert_countries_match(conn, events)
+    assert_provenance_adds_up(conn)
+    valid = sum(a["version"] for a in replay_activities(events).values())
+    quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    assert quarantined == len(events) - valid
+    conn.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "file"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=ledgers(),
+    cuts=st.lists(st.integers(0, 40), max_size=5),
+    twice=st.lists(st.booleans(), max_size=6),
+)
+def test_projection_equals_naive_recomputation(backend, events, cuts, twice):
+    if backend == "memory":
+        check(":memory:", events, cuts, twice)
+    else:
+        with tempfile.TemporaryDirectory() as directory:
+            check(str(Path(directory) / "p.db"), events, cuts, twice)
