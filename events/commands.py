@@ -25,6 +25,8 @@ __all__ = [
     "ERROR_CODES",
     "Accepted",
     "Command",
+    "DescribeActivity",
+    "Described",
     "ErrorCode",
     "Rejected",
     "Reply",
@@ -51,6 +53,9 @@ class _Command(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, ta
     """Who issues the command, e.g. ``kaz.officer@example.org``."""
     correlation_id: str = ""
     """Shared by every command of one piece of work, e.g. one import run."""
+    signature: str = ""
+    """The office's Ed25519 signature of the content hash of the event this command makes
+    (:func:`events.integrity.content_hash`); required once the office has a registered key."""
 
 
 class ReportActivity(_Command, tag="report"):
@@ -80,7 +85,16 @@ class WithdrawActivity(_Command, tag="withdraw"):
     expected_version: int | None = None
 
 
-Command = ReportActivity | ReviseActivity | WithdrawActivity
+class DescribeActivity(_Command, tag="describe"):
+    """Ask for an activity's events, to build (and sign) a revision against its current state.
+
+    Answered with :class:`Described`; only the activity's own office may ask.
+    """
+
+    activity_id: str
+
+
+Command = ReportActivity | ReviseActivity | WithdrawActivity | DescribeActivity
 
 ErrorCode = Literal[
     "invalid", "unknown_activity", "conflict", "withdrawn", "forbidden", "unavailable"
@@ -116,7 +130,20 @@ class Rejected(Struct, frozen=True, kw_only=True, tag="rejected", tag_field="out
     """For ``conflict``: the stream sequence of the activity's latest event."""
 
 
-Reply = Accepted | Rejected
+class Described(Struct, frozen=True, kw_only=True, tag="described", tag_field="outcome"):
+    """An activity's stored events, oldest first, as the stream holds them."""
+
+    activity_id: str
+    version: int
+    sequence: int
+    """Stream sequence of the activity's latest event."""
+    events: list[msgspec.Raw]
+    """Each event's stored JSON body."""
+    sequences: list[int]
+    """The stream sequence of each event."""
+
+
+Reply = Accepted | Rejected | Described
 
 
 def event_id_for(command: Command) -> str:

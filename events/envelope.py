@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import os
 import time
-import uuid
 from typing import Generic, TypeVar
 
 from msgspec import Struct
@@ -72,7 +71,8 @@ def new_event_id(at: dt.datetime | None = None, seed: str | None = None) -> str:
     # Set version 7 and the RFC 4122 variant in place of the bits they occupy.
     value = (value & ~(0xF << 76)) | (0x7 << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def seal(

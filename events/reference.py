@@ -51,10 +51,15 @@ class Reference:
 
     def country_code(self, text: str) -> str | None:
         """The alpha-3 code for a code, UN name or alias; ``None`` when unknown."""
+        # Most input is already a code: skip the Unicode folding for it.
+        if text in self.countries:
+            return text
         return self._country_names.get(_fold(text))
 
     def programme_code(self, text: str) -> str | None:
         """The programme code for a code, name or alias; ``None`` when unknown."""
+        if text in self.programmes:
+            return text
         return self._programme_names.get(_fold(text))
 
     def country_name(self, code: str) -> str:

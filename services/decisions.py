@@ -18,9 +18,12 @@ from typing import Any
 import msgspec
 
 from events.activity import ActivityState, check_can_revise, check_can_withdraw, fold_activity
+from events.codec import encode
 from events.commands import (
     Accepted,
     Command,
+    DescribeActivity,
+    Described,
     Rejected,
     ReportActivity,
     ReviseActivity,
@@ -35,8 +38,11 @@ from events.errors import (
     InvalidEventError,
     LedgerError,
 )
+from events.integrity import content_hash
+from events.keys import KeyRegistry
 from events.model import ActivityChanges, ActivityReported, ActivityRevised, ActivityWithdrawn
 from events.reference import Reference
+from events.signing import signature_is_valid
 from events.store import LoadedActivity
 from events.validation import check_reason, check_reported
 
@@ -66,11 +72,16 @@ class Append:
     version: int
 
 
-Decision = Append | Accepted | Rejected
+Decision = Append | Accepted | Rejected | Described
 
 
 def decide(
-    command: Command, office: str, loaded: LoadedActivity, ref: Reference, now: dt.datetime
+    command: Command,
+    office: str,
+    loaded: LoadedActivity,
+    ref: Reference,
+    now: dt.datetime,
+    keys: KeyRegistry | None = None,
 ) -> Decision:
     """What intake does with a command sent on ``office``'s intake subject.
 
@@ -79,19 +90,58 @@ def decide(
     :param loaded: the activity's stored events (none for an activity not yet reported).
     :param ref: the catalogues to validate against.
     :param now: the time to record the event at; also bounds the acceptable year.
+    :param keys: the offices' public keys; an office with a key must sign its commands.
     :returns: an :class:`Append` to perform, or the reply to send as is.
     """
     try:
         match command:
             case ReportActivity():
-                return _decide_report(command, office, loaded, ref, now)
+                decision = _decide_report(command, office, loaded, ref, now)
             case ReviseActivity():
-                return _decide_revise(command, office, loaded, ref, now)
+                decision = _decide_revise(command, office, loaded, ref, now)
             case WithdrawActivity():
-                return _decide_withdraw(command, office, loaded, now)
+                decision = _decide_withdraw(command, office, loaded, now)
+            case DescribeActivity():
+                return _describe(command, office, loaded)
+            case _:
+                return Rejected(code="invalid", message="unknown command", field="command")
     except LedgerError as exc:
         return rejection_for(exc)
-    return Rejected(code="invalid", message="unknown command", field="command")
+    if isinstance(decision, Append) and keys is not None:
+        return _check_signature(decision, command, office, keys)
+    return decision
+
+
+def _check_signature(
+    decision: Append, command: Command, office: str, keys: KeyRegistry
+) -> Append | Rejected:
+    registered = keys.keys_for(office)
+    if not registered and not command.signature:
+        return decision
+    digest = content_hash(decision.event)
+    if not any(signature_is_valid(key, digest, command.signature) for key in registered):
+        why = "is not signed" if not command.signature else "has a signature that does not verify"
+        return Rejected(
+            code="forbidden",
+            message=f"the command {why} with a key registered for office {office}; sign it "
+            f"with the office's key (`ledger keys new {office}` makes one)",
+            field="signature",
+        )
+    signed = msgspec.structs.replace(decision.event, signature=command.signature)
+    return Append(signed, decision.expected_sequence, decision.version)
+
+
+def _describe(command: DescribeActivity, office: str, loaded: LoadedActivity) -> Decision:
+    state = _existing(command.activity_id, loaded)
+    if state.activity.office != office:
+        return _forbidden(office, state.activity.office, command.activity_id)
+    return Described(
+        activity_id=command.activity_id,
+        version=state.version,
+        sequence=state.last_sequence,
+        events=[msgspec.Raw(encode(r.event)) for r in loaded.events],
+        sequences=[r.sequence for r in loaded.events],
+    )
 
 
 def rejection_for(exc: LedgerError) -> Rejected:
@@ -257,6 +307,8 @@ def _existing(activity_id: str, loaded: LoadedActivity) -> ActivityState:
 
 
 def _previous_outcome(command: Command, loaded: LoadedActivity) -> Accepted | None:
+    if not loaded.events:
+        return None
     event_id = event_id_for(command)
     for version, recorded in enumerate(loaded.events, start=1):
         event = recorded.event

@@ -1,0 +1,98 @@
+"""Progress of long work: a rich bar in a terminal, a plain line every few seconds otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+__all__ = ["ProgressReporter"]
+
+
+class _EventsPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} events/s" if speed else "- events/s", style="cyan")
+
+
+class ProgressReporter:
+    """Counts events done out of a total, and shows it with events/s and the time left.
+
+    Use it as a context manager, or call :meth:`close` at the end.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        bar: bool | None = None,
+        label: str = "rebuild",
+        every: float = 5.0,
+        stream: TextIO | None = None,
+    ) -> None:
+        """
+        :param total: how many events there are to do (it may grow: set ``total``).
+        :param bar: a rich bar when true, plain lines when false; by default, a bar when the
+            stream is a terminal.
+        :param label: the word each display starts with.
+        :param every: seconds between plain lines.
+        :param stream: where to write; standard error by default.
+        """
+        self.total = total
+        self.label = label
+        self.done = 0
+        self.started = time.perf_counter()
+        self._stream = stream or sys.stderr
+        self._every = every
+        self._next_line = self.started + every
+        self._progress: Progress | None = None
+        if self._stream.isatty() if bar is None else bar:
+            self._progress = Progress(
+                TextColumn(label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _EventsPerSecond(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._task = self._progress.add_task(label, total=total)
+            self._progress.start()
+
+    def advance(self, count: int) -> None:
+        """Count ``count`` more events as done."""
+        self.done += count
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.done, total=max(self.total, self.done))
+            return
+        now = time.perf_counter()
+        if now >= self._next_line:
+            self._next_line = now + self._every
+            rate = self.done / (now - self.started)
+            left = (self.total - self.done) / rate if rate else 0.0
+            print(
+                f"{self.label}: {self.done:,}/{self.total:,} events, {rate:,.0f} events/s, "
+                f"about {left:.0f}s left",
+                file=self._stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        """Stop the bar."""
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __enter__(self) -> ProgressReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

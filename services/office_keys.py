@@ -1,0 +1,74 @@
+"""Office signing keys on disk: the seed for the office, the public key in the registry.
+
+``<data dir>/keys/<OFFICE>.nk`` holds an office's Ed25519 seed (mode 0600: only its owner may
+read it), and ``<data dir>/keys/registry.json`` the public keys intake and auditors check
+signatures against. ``LEDGER_KEY_REGISTRY`` can point elsewhere, e.g. at an auditor's copy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from events.errors import FieldIssue, InvalidEventError
+from events.keys import KeyRegistry, load_registry, save_registry
+from events.reference import load_reference
+from events.signing import new_key_pair, public_key_of
+
+__all__ = [
+    "create_office_key",
+    "load_office_registry",
+    "read_office_seed",
+    "registry_path",
+    "seed_path",
+]
+
+
+def registry_path(data_dir: Path) -> Path:
+    """Where the key registry of a data directory is."""
+    override = os.environ.get("LEDGER_KEY_REGISTRY")
+    return Path(override) if override else Path(data_dir) / "keys" / "registry.json"
+
+
+def seed_path(data_dir: Path, office: str) -> Path:
+    """Where an office's signing seed is kept."""
+    return Path(data_dir) / "keys" / f"{office}.nk"
+
+
+def create_office_key(data_dir: Path, office: str, *, replace: bool = False) -> str:
+    """Make a key pair for ``office``, keep its seed and register its public key; return it.
+
+    An office that already has a seed keeps it unless ``replace`` is set; the old public key
+    stays registered so that events it signed still verify.
+
+    :raises InvalidEventError: for an office that is not in the catalogue.
+    """
+    if office not in load_reference().offices:
+        raise InvalidEventError([FieldIssue("office", f"unknown office {office!r}")])
+    path = seed_path(data_dir, office)
+    if path.exists() and not replace:
+        public = public_key_of(path.read_text().strip())
+    else:
+        seed, public = new_key_pair()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created with 0600 from the start, never readable by others even for a moment.
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(seed + "\n")
+        os.replace(tmp, path)
+    registry = load_registry(registry_path(data_dir))
+    registry.register(office, public)
+    save_registry(registry_path(data_dir), registry)
+    return public
+
+
+def read_office_seed(data_dir: Path, office: str) -> str | None:
+    """The office's signing seed, or ``None`` when it has none."""
+    path = seed_path(data_dir, office)
+    return path.read_text().strip() if path.exists() else None
+
+
+def load_office_registry(data_dir: Path) -> KeyRegistry:
+    """The registry intake checks signatures against."""
+    return load_registry(registry_path(data_dir))
