@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.append $(BENCH_ARGS)
 	$(BIN)/python -m bench.rebuild $(BENCH_ARGS)
 	$(BIN)/python -m bench.import $(BENCH_ARGS)
+	$(BIN)/python -m bench.query $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .ledger .pytest_cache .ruff_cache

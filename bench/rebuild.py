@@ -4,7 +4,8 @@ Fills a fresh stream with N synthetic events (``bench/synthetic.py``), then time
 run, (a) a plain nats-py ordered-consumer read of the whole stream that does nothing with the
 messages, and (b) ``replay.rebuild`` of every projection, in a child process so that its peak
 RSS is its own. Prints events/s for both, their ratio (goal: at least 0.5) and the peak RSS of
-the rebuild (goal: under 200 MB for 1M events).
+the rebuild (goal: under 200 MB for 1M events). The same child then times ``ledger verify``
+(hash chains, then a second rebuild compared table by table) and an as-of replay.
 
     python -m bench.rebuild --events 1000000
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import itertools
 import json
 import resource
@@ -26,7 +28,7 @@ from pathlib import Path
 import nats
 from nats.js import api
 
-from bench.synthetic import synthetic_events
+from bench.synthetic import synthetic_epoch, synthetic_events
 from events.store import EventStore
 from events.subjects import Namespace
 from services.embedded import EmbeddedNats
@@ -86,13 +88,34 @@ async def raw_read(url: str, namespace: Namespace) -> tuple[int, float]:
 
 
 async def _child(url: str, namespace: Namespace, live: Path, batch: int) -> None:
+    from events.keys import KeyRegistry
+    from replay.asof import replay_as_of
     from replay.rebuild import rebuild
+    from replay.verify import verify
 
     nc = await nats.connect(url)
-    result = await rebuild(EventStore(nc, namespace), live, batch_size=batch, progress=False)
-    await nc.drain()
+    store = EventStore(nc, namespace)
+    result = await rebuild(store, live, batch_size=batch, progress=False)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"events": result.events, "seconds": result.seconds, "peak_kb": peak_kb}))
+    started = time.perf_counter()
+    report = await verify(store, KeyRegistry(), live)
+    verify_seconds = time.perf_counter() - started
+    if not report.ok:
+        raise SystemExit(f"verify failed on an untouched stream: {report}")
+    # As of the middle of the synthetic history: one event a second from its epoch.
+    middle = synthetic_epoch() + dt.timedelta(seconds=result.events // 2)
+    started = time.perf_counter()
+    await replay_as_of(store, live.with_name("asof.db"), until_time=middle, progress=False)
+    asof_seconds = time.perf_counter() - started
+    await nc.drain()
+    figures = {
+        "events": result.events,
+        "seconds": result.seconds,
+        "peak_kb": peak_kb,
+        "verify_seconds": verify_seconds,
+        "asof_seconds": asof_seconds,
+    }
+    print(json.dumps(figures))
 
 
 def run_rebuild_child(url: str, namespace: Namespace, live: Path, batch: int) -> dict:
@@ -160,6 +183,12 @@ def main() -> None:
     print(f"rebuild                {rebuild_rate:>12,.0f} events/s ({child['seconds']:.1f}s)")
     print(f"ratio                  {rebuild_rate / raw_rate:>12.2f}   (goal >= 0.5)")
     print(f"rebuild peak RSS       {child['peak_kb'] / 1024:>12.0f} MB (goal < 200 MB)")
+    verify_rate = count / child["verify_seconds"]
+    print(
+        f"verify (chain + rebuild + compare) {child['verify_seconds']:.1f}s "
+        f"({verify_rate:,.0f} events/s; goal: 1M in under 30 s)"
+    )
+    print(f"as-of replay (half the history)    {child['asof_seconds']:.1f}s")
 
 
 if __name__ == "__main__":

@@ -24,12 +24,17 @@ from events.model import (
 )
 from events.reference import load_reference
 
-__all__ = ["YEARS", "synthetic_activities", "synthetic_events"]
+__all__ = ["YEARS", "synthetic_activities", "synthetic_epoch", "synthetic_events"]
 
 YEARS = tuple(range(2010, 2022))
 _METRICS = ("people_trained", "participants", "countries_assisted", "firearms_seized")
 _KINDS = ("training", "operation", "technical_assistance", "conference", "campaign")
 _EPOCH = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
+
+
+def synthetic_epoch() -> dt.datetime:
+    """The instant of the first synthetic event; each next one is recorded a second later."""
+    return _EPOCH
 
 
 def _catalogue() -> tuple[list[str], list[str], list[str]]:

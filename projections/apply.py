@@ -25,10 +25,11 @@ from projections.fold import (
     Bucket,
     FoldError,
     Share,
-    add_deltas,
+    add_footprint,
+    country_parts,
     decode_state,
     encode_state,
-    fold_event,
+    fold_state,
     net_deltas,
 )
 from projections.schema import PROJECTION
@@ -53,12 +54,18 @@ class BatchResult(NamedTuple):
     """The checkpoint after the batch."""
 
 
-class _Current(NamedTuple):
-    state: ActivityState
-    event_ids: list[str]
-    stored: bool
-    """Whether the row already exists in the database."""
-    countries_changed: bool
+class _Current:
+    """An activity while a batch folds it."""
+
+    __slots__ = ("event_ids", "loaded", "state")
+
+    def __init__(
+        self, state: ActivityState, event_ids: list[str], loaded: ActivityState | None
+    ) -> None:
+        self.state = state
+        self.event_ids = event_ids
+        self.loaded = loaded
+        """The state stored before the batch; ``None`` for an activity new in it."""
 
 
 def _upsert_sql(table: str, keys: tuple[str, ...]) -> str:
@@ -74,7 +81,47 @@ def _upsert_sql(table: str, keys: tuple[str, ...]) -> str:
     )
 
 
+_ACTIVITY_COLUMNS = (
+    "activity_id",
+    "office",
+    "programme",
+    "kind",
+    "title",
+    "summary",
+    "year",
+    "start_date",
+    "end_date",
+    "countries",
+    "metrics",
+    "multi_country",
+    "partners",
+    "source_document",
+    "source_paragraph",
+    "notes",
+    "status",
+    "version",
+    "last_sequence",
+    "last_event_id",
+    "event_ids",
+    "state",
+)
+_ACTIVITY_UPSERT = (
+    f"INSERT INTO activities ({', '.join(_ACTIVITY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ACTIVITY_COLUMNS))}) ON CONFLICT (activity_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _ACTIVITY_COLUMNS[1:])
+)
+
 _UPSERTS = {table: _upsert_sql(table, keys) for table, keys in ROLLUP_KEYS.items()}
+_DELETES = {
+    table: f"DELETE FROM {table} WHERE "
+    + " AND ".join(f"{column} = ?" for column in (*keys, "metric"))
+    + " AND activities = 0 AND multi_country = 0"
+    for table, keys in ROLLUP_KEYS.items()
+}
+_PLACE_INSERT = (
+    "INSERT INTO activity_countries (country, activity_id, share, office, programme, kind, "
+    "year, status, multi_country, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class Applier:
@@ -136,25 +183,28 @@ class Applier:
             except EventDecodeError as exc:
                 quarantine.append((raw, f"undecodable: {exc.reason}"))
         current = self._load({envelope.activity_id for _, envelope in decoded})
-        deltas: dict[Bucket, list[int]] = {}
         touched: set[str] = set()
         for raw, envelope in decoded:
             activity_id = envelope.activity_id
             before = current.get(activity_id)
             try:
-                step = fold_event(before.state if before else None, envelope, raw.sequence)
+                after = fold_state(before.state if before else None, envelope, raw.sequence)
             except FoldError as exc:
                 quarantine.append((raw, f"unapplicable: {exc}"))
                 continue
-            add_deltas(deltas, step.deltas)
-            current[activity_id] = _Current(
-                state=step.after,
-                event_ids=[*(before.event_ids if before else ()), envelope.event_id],
-                stored=before.stored if before else False,
-                countries_changed=(before is None or before.countries_changed)
-                or before.state.activity.countries != step.after.activity.countries,
-            )
+            if before is None:
+                current[activity_id] = _Current(after, [envelope.event_id], None)
+            else:
+                before.state = after
+                before.event_ids.append(envelope.event_id)
             touched.add(activity_id)
+        # Each activity's rollup change is its footprint after the batch minus the one before:
+        # the sum of its events' deltas, computed once however many events it had.
+        deltas: dict[Bucket, list[int]] = {}
+        for activity_id in touched:
+            item = current[activity_id]
+            add_footprint(deltas, item.loaded, -1)
+            add_footprint(deltas, item.state, 1)
         self._write_activities([(i, current[i]) for i in sorted(touched)])
         self._write_rollups(net_deltas(deltas))
         self._write_quarantine(quarantine)
@@ -178,45 +228,46 @@ class Applier:
                 chunk,
             )
             for activity_id, state, event_ids in rows:
-                found[activity_id] = _Current(
-                    decode_state(state), _ids_decoder.decode(event_ids), True, False
-                )
+                loaded = decode_state(state)
+                found[activity_id] = _Current(loaded, _ids_decoder.decode(event_ids), loaded)
         return found
 
     def _write_activities(self, rows: list[tuple[str, _Current]]) -> None:
+        # An upsert, not INSERT OR REPLACE: the row keeps its rowid, which the full-text
+        # index's triggers key on (a REPLACE would delete without firing them).
+        self.conn.executemany(_ACTIVITY_UPSERT, [_activity_row(i, c) for i, c in rows])
+        # The stored rows are exactly the countries of the stored state: delete them by key.
         self.conn.executemany(
-            "INSERT OR REPLACE INTO activities (activity_id, office, programme, kind, title, "
-            "year, countries, metrics, status, version, last_sequence, last_event_id, "
-            "event_ids, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_activity_row(activity_id, current) for activity_id, current in rows],
-        )
-        moved = [
-            (activity_id,)
-            for activity_id, current in rows
-            if current.stored and current.countries_changed
-        ]
-        self.conn.executemany("DELETE FROM activity_countries WHERE activity_id = ?", moved)
-        self.conn.executemany(
-            "INSERT INTO activity_countries (activity_id, country, share) VALUES (?, ?, ?)",
+            "DELETE FROM activity_countries WHERE country = ? AND activity_id = ?",
             [
-                (activity_id, place.country, place.share)
+                (place.country, activity_id)
                 for activity_id, current in rows
-                if current.countries_changed
-                for place in current.state.activity.countries
+                if current.loaded is not None
+                for place in current.loaded.activity.countries
             ],
         )
+        placed = [row for activity_id, current in rows for row in _place_rows(activity_id, current)]
+        placed.sort(key=_by_key)  # in key order: appends to the table's b-tree
+        self.conn.executemany(_PLACE_INSERT, placed)
 
     def _write_rollups(self, deltas: dict[Bucket, Share]) -> None:
         by_table: dict[str, list[tuple[Any, ...]]] = {}
+        emptied: dict[str, list[tuple[Any, ...]]] = {}
         for bucket, (micros, activities, multi_country) in deltas.items():
+            key = bucket[1:]
             by_table.setdefault(bucket[0], []).append(
-                (*bucket[1:], micros / 1_000_000, micros, activities, multi_country)
+                (*key, micros / 1_000_000, micros, activities, multi_country)
             )
+            # Only a row whose counts went down can reach zero: rows exist only while some
+            # activity counts or is listed in them.
+            if activities <= 0 and multi_country <= 0:
+                emptied.setdefault(bucket[0], []).append(key)
         for table, rows in by_table.items():
             self.conn.executemany(_UPSERTS[table], rows)
+        for table, keys in emptied.items():
             # A row that no activity counts in or is listed in any more is gone, as it would
             # be after a rebuild.
-            self.conn.execute(f"DELETE FROM {table} WHERE activities = 0 AND multi_country = 0")
+            self.conn.executemany(_DELETES[table], keys)
 
     def _write_quarantine(self, items: list[tuple[RawMessage, str]]) -> None:
         self.conn.executemany(
@@ -240,18 +291,56 @@ def _sequence(raw: RawMessage) -> int:
     return raw.sequence
 
 
+def _by_key(row: tuple[Any, ...]) -> tuple[str, str]:
+    return row[0], row[1]
+
+
+def _place_rows(activity_id: str, current: _Current) -> list[tuple[Any, ...]]:
+    state = current.state
+    activity = state.activity
+    places = activity.countries
+    status = "withdrawn" if state.withdrawn else "active"
+    multi = int(len(places) > 1 and all(place.share is None for place in places))
+    shares = {place.country: place.share for place in places}
+    return [
+        (
+            country,
+            activity_id,
+            shares[country],
+            activity.office,
+            activity.programme,
+            activity.kind,
+            activity.year,
+            status,
+            multi,
+            _json.encode(parts or {}).decode(),
+        )
+        for country, parts in country_parts(activity)
+    ]
+
+
 def _activity_row(activity_id: str, current: _Current) -> tuple[Any, ...]:
     state = current.state
     activity = state.activity
+    places = activity.countries
+    source = activity.source
     return (
         activity_id,
         activity.office,
         activity.programme,
         activity.kind,
         activity.title,
+        activity.summary,
         activity.year,
-        _json.encode(activity.countries).decode(),
+        activity.start_date.isoformat() if activity.start_date else None,
+        activity.end_date.isoformat() if activity.end_date else None,
+        _json.encode(places).decode(),
         _json.encode(activity.metrics).decode(),
+        int(len(places) > 1 and all(place.share is None for place in places)),
+        _json.encode(activity.partners).decode(),
+        source.document if source else None,
+        source.paragraph if source else None,
+        activity.notes,
         "withdrawn" if state.withdrawn else "active",
         state.version,
         state.last_sequence,

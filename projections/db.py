@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.request import pathname2url
 
 from events.errors import LedgerError
-from projections.schema import create_schema
+from projections.schema import SCHEMA_VERSION, create_schema
 
 __all__ = [
     "LIVE_NAME",
@@ -96,17 +96,27 @@ def open_reader(path: Path) -> sqlite3.Connection:
 def ensure_live(live: Path) -> Path:
     """Make sure the live path exists; a new empty projection is created behind a fresh link.
 
-    A plain file at ``live`` is accepted as is (tests and the standalone projector use one).
+    A plain file at ``live`` is accepted as is (tests and the standalone projector use one). A
+    link to a file of an older schema version is pointed at a fresh empty file, which the
+    projector then fills from sequence 1: projections are disposable.
 
     :returns: the real file behind ``live``.
     """
-    if live.exists():
+    if live.exists() and not (live.is_symlink() and _is_outdated(resolve(live))):
         return resolve(live)
     live.parent.mkdir(parents=True, exist_ok=True)
     target = new_database_path(live.parent)
     open_writer(target).close()
     switch_live(live, target)
     return target
+
+
+def _is_outdated(path: Path) -> bool:
+    conn = sqlite3.connect(f"file:{pathname2url(str(path))}?mode=ro", uri=True)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0] not in (0, SCHEMA_VERSION)
+    finally:
+        conn.close()
 
 
 def switch_live(live: Path, target: Path) -> None:

@@ -38,12 +38,15 @@ __all__ = [
     "Share",
     "Step",
     "add_deltas",
+    "add_footprint",
     "allocate",
     "allocations",
+    "country_parts",
     "decode_state",
     "diff_footprints",
     "encode_state",
     "fold_event",
+    "fold_state",
     "footprint",
     "net_deltas",
     "to_micros",
@@ -157,6 +160,77 @@ def footprint(state: ActivityState | None) -> dict[Bucket, Share]:
     return result
 
 
+def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, sign: int) -> None:
+    """Add ``sign`` times the activity's :func:`footprint` into ``total``, in place.
+
+    The same figures as ``add_deltas(total, footprint(state))`` without building the footprint:
+    a batch adds each touched activity's footprint after the batch and subtracts the one before
+    it, which telescopes to the sum of its events' deltas (integer sums are exact). The rebuild's
+    profile put ~47 µs of ~80 µs per event into building and diffing footprints.
+
+    :param sign: 1 to add the activity's figures, -1 to take them away.
+    """
+    if state is None or state.withdrawn:
+        return
+    activity = state.activity
+    programme, year = activity.programme, activity.year
+    places = allocations(activity)
+    figures: list[tuple[str, int | None]] = [(ACTIVITY_COUNT, None)]
+    figures.extend((metric, to_micros(value)) for metric, value in activity.metrics.items())
+    get = total.get
+    for metric, micros in figures:
+        whole = sign * (MICROS if micros is None else micros)
+        for bucket in (
+            ("totals", metric),
+            ("by_programme", programme, metric),
+            ("by_year", year, metric),
+            ("programme_year", programme, year, metric),
+        ):
+            row = get(bucket)
+            if row is None:
+                total[bucket] = [whole, sign, 0]
+            else:
+                row[0] += whole
+                row[1] += sign
+        for country, percent in places:
+            if percent is None:
+                part, counted, listed = 0, 0, sign
+            elif micros is None:
+                part, counted, listed = whole, sign, 0
+            else:
+                part, counted, listed = sign * allocate(micros, percent), sign, 0
+            for bucket in (
+                ("by_country", country, metric),
+                ("country_year", country, year, metric),
+                ("country_programme", country, programme, metric),
+            ):
+                row = get(bucket)
+                if row is None:
+                    total[bucket] = [part, counted, listed]
+                else:
+                    row[0] += part
+                    row[1] += counted
+                    row[2] += listed
+
+
+def country_parts(activity: ActivityReported) -> list[tuple[str, dict[str, int] | None]]:
+    """Each country of the activity with its part of every figure in millionths, as the
+    ``country_*`` rollups count it; ``None`` for a country that only lists the activity.
+
+    :raises FoldError: as :func:`allocations`.
+    """
+    figures = [(metric, to_micros(value)) for metric, value in activity.metrics.items()]
+    return [
+        (
+            country,
+            None
+            if percent is None
+            else {metric: allocate(micros, percent) for metric, micros in figures},
+        )
+        for country, percent in allocations(activity)
+    ]
+
+
 def diff_footprints(before: dict[Bucket, Share], after: dict[Bucket, Share]) -> dict[Bucket, Share]:
     """The signed changes that turn rows holding ``before`` into rows holding ``after``."""
     if not before:
@@ -191,6 +265,29 @@ def net_deltas(total: dict[Bucket, list[int]]) -> dict[Bucket, Share]:
     return {bucket: (m, a, c) for bucket, (m, a, c) in total.items() if m or a or c}
 
 
+def fold_state(
+    state: ActivityState | None, envelope: Envelope[Any], sequence: int
+) -> ActivityState:
+    """Fold one stored event into its activity's state, without the rollup rows.
+
+    The checks are those of :func:`fold_event`; a batch folds every event with this and
+    computes the rollup changes once per activity (:func:`add_footprint`).
+
+    :raises FoldError: as :func:`fold_event`.
+    """
+    if state is not None and state.withdrawn:
+        raise FoldError(f"{envelope.type} after the activity was withdrawn")
+    try:
+        after = apply_event(state, envelope, sequence)
+    except InvalidEventError as exc:
+        raise FoldError(str(exc)) from None
+    # Only a report or a revision of the countries can make the shares inconsistent; a
+    # revision that leaves them keeps the very same list.
+    if state is None or after.activity.countries is not state.activity.countries:
+        allocations(after.activity)
+    return after
+
+
 def fold_event(state: ActivityState | None, envelope: Envelope[Any], sequence: int) -> Step:
     """Fold one stored event into its activity's state and the rollup rows.
 
@@ -200,12 +297,7 @@ def fold_event(state: ActivityState | None, envelope: Envelope[Any], sequence: i
     :raises FoldError: when the event cannot follow the state: a second report, a revision or
         withdrawal before the report, any event after the withdrawal, or inconsistent shares.
     """
-    if state is not None and state.withdrawn:
-        raise FoldError(f"{envelope.type} after the activity was withdrawn")
-    try:
-        after = apply_event(state, envelope, sequence)
-    except InvalidEventError as exc:
-        raise FoldError(str(exc)) from None
+    after = fold_state(state, envelope, sequence)
     deltas = diff_footprints(footprint(state), footprint(after))
     return Step(before=state, after=after, deltas=deltas)
 

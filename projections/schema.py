@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import sqlite3
 
+from events.errors import LedgerError
 from projections.fold import ROLLUP_KEYS
 
-__all__ = ["PROJECTION", "SCHEMA_VERSION", "create_indexes", "create_schema", "table_names"]
+__all__ = [
+    "PROJECTION",
+    "SCHEMA_VERSION",
+    "OutdatedSchemaError",
+    "create_indexes",
+    "create_schema",
+    "table_names",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 """Stored as ``PRAGMA user_version``; a different one means: rebuild."""
 
 PROJECTION = "ledger"
 """The name of the one projection these tables form, as it appears in ``checkpoint``."""
+
+
+class OutdatedSchemaError(LedgerError):
+    """Raised when a projection file was written with another schema version: rebuild it."""
+
 
 _KEY_TYPES = {"country": "TEXT", "programme": "TEXT", "year": "INTEGER"}
 
@@ -30,9 +43,17 @@ CREATE TABLE IF NOT EXISTS activities (
     programme TEXT NOT NULL,
     kind TEXT NOT NULL,
     title TEXT NOT NULL,
+    summary TEXT NOT NULL,
     year INTEGER NOT NULL,
+    start_date TEXT,              -- ISO date or NULL
+    end_date TEXT,
     countries TEXT NOT NULL,      -- JSON: [{"country": "KAZ", "share": null}, ...]
     metrics TEXT NOT NULL,        -- JSON: {"people_trained": 571}
+    multi_country INTEGER NOT NULL,  -- 1: several countries without shares (listed, not counted)
+    partners TEXT NOT NULL,       -- JSON list of names
+    source_document TEXT,
+    source_paragraph INTEGER,
+    notes TEXT NOT NULL,
     status TEXT NOT NULL,         -- active | withdrawn
     version INTEGER NOT NULL,
     last_sequence INTEGER NOT NULL,
@@ -40,11 +61,22 @@ CREATE TABLE IF NOT EXISTS activities (
     event_ids TEXT NOT NULL,      -- JSON list, oldest first: the activity's provenance
     state TEXT NOT NULL           -- JSON of events.activity.ActivityState, to fold the next event
 );
+-- One row per country of an activity, keyed and stored by country, with the columns that
+-- lists and summaries filter a country's activities by, so a query reads one range of this
+-- table instead of probing `activities` once per activity (issue 5: ~1,000 probes a country
+-- at 200k events). The applier rewrites an activity's rows whenever one of its events lands.
 CREATE TABLE IF NOT EXISTS activity_countries (
-    activity_id TEXT NOT NULL,
     country TEXT NOT NULL,
+    activity_id TEXT NOT NULL,
     share REAL,
-    PRIMARY KEY (activity_id, country)
+    office TEXT NOT NULL,
+    programme TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    status TEXT NOT NULL,            -- the activity's: active | withdrawn
+    multi_country INTEGER NOT NULL,  -- the activity's: listed here, not counted
+    figures TEXT NOT NULL,           -- JSON {metric: micros}: this country's part; {} if listed
+    PRIMARY KEY (country, activity_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoint (
     projection TEXT PRIMARY KEY,
@@ -64,7 +96,31 @@ CREATE TABLE IF NOT EXISTS quarantine (
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS activities_programme ON activities (programme, year);
 CREATE INDEX IF NOT EXISTS activities_year ON activities (year);
-CREATE INDEX IF NOT EXISTS activity_countries_country ON activity_countries (country);
+CREATE INDEX IF NOT EXISTS activities_listed_programme ON activities (programme, activity_id, year)
+    WHERE status = 'active' AND multi_country = 1;
+CREATE INDEX IF NOT EXISTS activities_listed_year ON activities (year, activity_id)
+    WHERE status = 'active' AND multi_country = 1;
+CREATE INDEX IF NOT EXISTS activity_countries_year ON activity_countries (country, year);
+CREATE INDEX IF NOT EXISTS activity_countries_programme ON activity_countries (programme, year);
+"""
+
+_SEARCH = """
+CREATE VIRTUAL TABLE IF NOT EXISTS activities_fts USING fts5 (
+    title, summary, content='activities', content_rowid='rowid'
+);
+CREATE TRIGGER IF NOT EXISTS activities_fts_insert AFTER INSERT ON activities BEGIN
+    INSERT INTO activities_fts (rowid, title, summary) VALUES (new.rowid, new.title, new.summary);
+END;
+CREATE TRIGGER IF NOT EXISTS activities_fts_update AFTER UPDATE OF title, summary ON activities
+WHEN old.title IS NOT new.title OR old.summary IS NOT new.summary BEGIN
+    INSERT INTO activities_fts (activities_fts, rowid, title, summary)
+        VALUES ('delete', old.rowid, old.title, old.summary);
+    INSERT INTO activities_fts (rowid, title, summary) VALUES (new.rowid, new.title, new.summary);
+END;
+CREATE TRIGGER IF NOT EXISTS activities_fts_delete AFTER DELETE ON activities BEGIN
+    INSERT INTO activities_fts (activities_fts, rowid, title, summary)
+        VALUES ('delete', old.rowid, old.title, old.summary);
+END;
 """
 
 
@@ -88,6 +144,12 @@ def create_schema(conn: sqlite3.Connection, *, indexes: bool = True) -> None:
     :param indexes: a bulk rebuild leaves them out and calls :func:`create_indexes` at the end,
         which is faster than keeping them up to date row by row.
     """
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found not in (0, SCHEMA_VERSION):
+        raise OutdatedSchemaError(
+            f"the projection has schema version {found}, this program writes {SCHEMA_VERSION}; "
+            "run `ledger rebuild` (the stream keeps everything)"
+        )
     script = _BASE + "".join(_rollup_ddl(t, k) for t, k in ROLLUP_KEYS.items())
     conn.executescript(script)
     if indexes:
@@ -96,8 +158,16 @@ def create_schema(conn: sqlite3.Connection, *, indexes: bool = True) -> None:
 
 
 def create_indexes(conn: sqlite3.Connection) -> None:
-    """Create the secondary indexes that provenance queries use."""
-    conn.executescript(_INDEXES)
+    """Create the secondary indexes that queries use, and the full-text index of activities.
+
+    The full-text index (FTS5 over ``title`` and ``summary``, for ``q``) is kept up to date by
+    triggers, so every applier transaction changes it with the rows. A bulk rebuild creates it
+    only here, at the end, and fills it in one pass, which is faster than row by row.
+    """
+    fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'activities_fts'").fetchone()
+    conn.executescript(_INDEXES + _SEARCH)
+    if fresh:
+        conn.execute("INSERT INTO activities_fts (activities_fts) VALUES ('rebuild')")
 
 
 def table_names() -> list[str]:

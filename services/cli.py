@@ -22,11 +22,14 @@ from events.errors import (
     LedgerError,
     StreamConfigError,
 )
+from projections.errors import QueryError, UnknownKeyError
 from services.config import Settings
+from services.credentials import CredentialsError
 from services.exit_codes import ExitCode
 from services.intake_errors import ForbiddenError, IntakeUnavailableError
 from services.runtime import AlreadyRunningError
 from services.stack import ConnectionFailedError
+from services.violations import PermissionDeniedError
 
 __all__ = ["exit_code_for", "main", "run_async", "settings_of"]
 
@@ -36,9 +39,13 @@ _EXIT_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (AlreadyRunningError, ExitCode.NOT_RUNNING),
     (IntakeUnavailableError, ExitCode.NOT_RUNNING),
     (ForbiddenError, ExitCode.REFUSED),
+    (PermissionDeniedError, ExitCode.REFUSED),
+    (CredentialsError, ExitCode.INVALID),
     (ConnectionFailedError, ExitCode.UNREACHABLE),
     (Conflict, ExitCode.CONFLICT),
     (ActivityNotFoundError, ExitCode.NOT_FOUND),
+    (UnknownKeyError, ExitCode.NOT_FOUND),
+    (QueryError, ExitCode.INVALID),
     (InvalidEventError, ExitCode.INVALID),
     (EventDecodeError, ExitCode.INVALID),
     (ActivityWithdrawnError, ExitCode.REFUSED),
@@ -96,17 +103,27 @@ class _LedgerGroup(click.Group):
     type=click.Path(file_okay=False),
     help="Where the embedded server, projections and runtime.json live [env LEDGER_DATA_DIR].",
 )
+@click.option(
+    "--creds",
+    envvar="LEDGER_CREDS",
+    default=None,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="NATS credentials: an nkey seed file or a .creds file [env LEDGER_CREDS]. Without "
+    "it: the matching file of <data dir>/creds/, if any.",
+)
 @click.version_option(package_name="activity-ledger")
 @click.pass_context
-def main(ctx: click.Context, nats_url: str | None, data_dir: str) -> None:
+def main(ctx: click.Context, nats_url: str | None, data_dir: str, creds: str | None) -> None:
     """Activity Ledger: every reported activity an immutable event, every figure traceable.
 
     \b
     Exit codes: 0 ok; 1 failed (e.g. rejected lines); 2 usage; 3 stack already running
     or not found; 4 conflict; 5 not found; 6 invalid input; 7 NATS unreachable;
-    8 refused (withdrawn, wrong office, weak stream settings); 130 interrupted.
+    8 refused (withdrawn, wrong office, not permitted, weak stream settings);
+    130 interrupted.
     """
-    ctx.obj = Settings.load(nats_url=nats_url, data_dir=data_dir)
+    ctx.obj = Settings.load(nats_url=nats_url, data_dir=data_dir, creds=creds)
 
 
 from services.commands import register  # noqa: E402 - the commands need `main` to exist

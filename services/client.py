@@ -42,6 +42,7 @@ from events.errors import (
 from events.model import ActivityChanges, ActivityReported
 from events.subjects import DEFAULT, Namespace
 from services.intake_errors import ForbiddenError, IntakeUnavailableError, VersionConflict
+from services.violations import refused_or
 
 __all__ = ["OfficeClient", "default_actor", "new_command_id", "raise_for"]
 
@@ -177,6 +178,7 @@ class OfficeClient:
         """Send a command, retrying unanswered attempts, and return intake's reply as it is.
 
         :raises IntakeUnavailableError: when no intake answers after every attempt.
+        :raises PermissionDeniedError: when the server refuses these credentials the subject.
         """
         subject = self._subject(command)
         data = encode_command(command)
@@ -185,7 +187,11 @@ class OfficeClient:
             if attempt:
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
             try:
-                msg = await self.nc.request(subject, data, timeout=self.timeout)
+                # A publish the server refuses would only time out; refused_or raises
+                # PermissionDeniedError as soon as the server says so.
+                msg = await refused_or(
+                    self.nc, self.nc.request(subject, data, timeout=self.timeout), [subject]
+                )
             except nats.errors.NoRespondersError:
                 raise IntakeUnavailableError(
                     f"no intake service listens on {subject}; start the ledger with "

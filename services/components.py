@@ -12,8 +12,10 @@ def stack_components(settings: Settings) -> list[Component]:
     """The components ``ledger up`` starts, in order, for these settings."""
     from services.intake import intake_component
     from services.projector import projector_component
+    from services.query_service import query_component
 
     components: list[Component] = []
     components.append(intake_component)
     components.append(projector_component)
+    components.append(query_component)
     return components

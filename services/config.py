@@ -2,7 +2,9 @@
 
 ``LEDGER_NATS_URL`` (or ``--nats-url``) names an existing NATS server; without it the program
 starts the embedded one. ``LEDGER_DATA_DIR`` (or ``--data-dir``, default ``./.ledger``) holds the
-embedded server's store, the projections and ``runtime.json``.
+embedded server's store, the projections and ``runtime.json``. ``LEDGER_CREDS`` (or ``--creds``)
+names the NATS credentials to connect with; without it, a command uses the matching file of
+``<data dir>/creds/`` when there is one (README, "Security").
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Settings:
     replicas: int = 1
     """Stream replicas: 1 embedded, 3 in a cluster."""
     namespace: Namespace = field(default=DEFAULT)
+    creds: Path | None = None
+    """NATS credentials (nkey seed or .creds file) to connect with; ``None``: see the docstring."""
 
     @classmethod
     def load(
@@ -44,11 +48,14 @@ class Settings:
         nats_url: str | None = None,
         data_dir: str | Path | None = None,
         replicas: int | None = None,
+        creds: str | Path | None = None,
     ) -> Settings:
         """Settings from the given values, falling back to the environment, then defaults."""
         env = os.environ
+        creds = creds or env.get("LEDGER_CREDS") or None
         return cls(
             nats_url=nats_url or env.get("LEDGER_NATS_URL") or None,
             data_dir=Path(data_dir or env.get("LEDGER_DATA_DIR") or DEFAULT_DATA_DIR),
             replicas=replicas or int(env.get("LEDGER_REPLICAS", "1")),
+            creds=Path(creds) if creds else None,
         )

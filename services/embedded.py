@@ -152,6 +152,21 @@ class EmbeddedNats:
         if process.stderr:
             process.stderr.close()
 
+    def reload(self, pid: int | None = None) -> None:
+        """Write the configuration again and have the running server reload it (SIGHUP).
+
+        :param pid: the server's process id, when another process started it (``runtime.json``).
+        :raises EmbeddedNatsError: when no such server runs.
+        """
+        pid = pid or self.pid
+        if pid is None:
+            raise EmbeddedNatsError("no embedded nats-server runs to reload")
+        self._write_config()
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            raise EmbeddedNatsError(f"the nats-server (pid {pid}) is not running") from None
+
     def kill(self) -> None:
         """Kill the server with SIGKILL and reap it: a crash, for failure tests."""
         process, self.process = self.process, None

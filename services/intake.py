@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
@@ -43,8 +44,10 @@ from events.errors import Conflict, LedgerError
 from events.reference import Reference, load_reference
 from events.store import EventStore, LoadedActivity
 from events.subjects import Namespace, is_token
+from services.credentials import load_credentials
 from services.decisions import Append, decide, rejection_for, split_validation_error
-from services.stack import Ledger
+from services.stack import Ledger, connect
+from services.violations import refused_or
 
 __all__ = ["Intake", "intake_component", "main", "run_intake"]
 
@@ -201,8 +204,9 @@ async def run_intake(
 
 
 async def intake_component(ledger: Ledger, stop: asyncio.Event) -> None:
-    """The intake service as a part of ``ledger up``."""
-    await run_intake(ledger.url, ledger.store, stop)
+    """The intake service as a part of ``ledger up``, connected as the intake role."""
+    async with ledger.connect_as("intake") as store:
+        await run_intake(ledger.url, store, stop)
 
 
 async def _serve(args: Any) -> None:
@@ -210,10 +214,13 @@ async def _serve(args: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    nc = await nats.connect(args.nats_url, name="ledger-intake-store")
+    creds = load_credentials(args.creds) if args.creds else None
+    nc = await connect(args.nats_url, "ledger-intake-store", creds=creds)
     try:
         store = EventStore(nc, Namespace(prefix=args.prefix, stream=args.stream))
-        await store.ensure_stream()
+        # With intake's own credentials this only checks the stream: creating it is the
+        # admin's, and the server's refusal then ends the start at once.
+        await refused_or(nc, store.ensure_stream())
         ready = asyncio.Event()
         serving = asyncio.create_task(
             run_intake(args.nats_url, store, stop, workers=args.workers, ready=ready)
@@ -235,6 +242,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default="ledger", help="subject prefix (default: ledger)")
     parser.add_argument("--stream", default="LEDGER", help="stream name (default: LEDGER)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument(
+        "--creds",
+        default=os.environ.get("LEDGER_CREDS"),
+        help="the intake role's NATS credentials [env LEDGER_CREDS]",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(_serve(args))

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sqlite3
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Annotated, Any
 from faststream import Context
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.security import NatsCredentials, NatsNKey
 from nats.aio.msg import Msg
 from nats.js import api
 
@@ -35,7 +37,9 @@ from events.store import EventStore, RawMessage
 from events.subjects import Namespace
 from projections.apply import Applier
 from projections.db import ensure_live, live_path, open_writer, resolve
+from services.credentials import Credentials, load_credentials
 from services.stack import Ledger, connect
+from services.violations import Violations
 
 __all__ = ["DURABLE", "Projector", "projector_component", "run_projector"]
 
@@ -165,9 +169,28 @@ def build_broker(
     durable: str = DURABLE,
     batch_size: int = 500,
     timeout: float = 0.5,
+    creds: Credentials | None = None,
 ) -> NatsBroker:
-    """A FastStream broker with the projector's durable pull subscriber on the stream."""
-    broker = NatsBroker(url, log_level=logging.DEBUG)
+    """A FastStream broker with the projector's durable pull subscriber on the stream.
+
+    :param creds: the projector role's credentials, when the server requires them.
+    """
+    options: dict[str, Any] = {}
+    inbox = api.INBOX_PREFIX
+    if creds is not None:
+        security = (
+            NatsCredentials.from_file(creds.path) if creds.decorated else NatsNKey(creds.path)
+        )
+        # A refused subject would otherwise only show as fetches that time out.
+        violations = Violations(creds.inbox_prefix)
+        options = {
+            "security": security,
+            "inbox_prefix": creds.inbox_prefix,
+            "error_cb": violations.error_cb,
+        }
+        # nats-py's pull subscription takes its own inbox prefix, "_INBOX." unless told.
+        inbox = f"{creds.inbox_prefix}.".encode()
+    broker = NatsBroker(url, log_level=logging.DEBUG, **options)
 
     @broker.subscriber(
         namespace.activities,
@@ -175,6 +198,7 @@ def build_broker(
         durable=durable,
         pull_sub=PullSub(batch_size=batch_size, timeout=timeout, batch=True),
         ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=inbox,
         config=api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=30.0,
@@ -198,18 +222,22 @@ async def run_projector(
     *,
     durable: str = DURABLE,
     batch_size: int = 500,
+    creds: Credentials | None = None,
 ) -> None:
     """Run the projector until ``stop`` is set.
 
     :param store: the EventStore on the ledger's stream, for catching up.
     :param url: the NATS server, for FastStream's own connection.
     :param db: the live projection path.
+    :param creds: what FastStream's connection uses, when the server requires credentials.
     """
     projector = Projector(store, db, batch_size=batch_size)
     projector.open()
     try:
         await projector.catch_up()
-        broker = build_broker(projector, url, store.ns, durable=durable, batch_size=batch_size)
+        broker = build_broker(
+            projector, url, store.ns, durable=durable, batch_size=batch_size, creds=creds
+        )
         await broker.start()
         try:
             await projector.watch(stop)
@@ -220,12 +248,23 @@ async def run_projector(
 
 
 async def projector_component(ledger: Ledger, stop: asyncio.Event) -> None:
-    """The projector as a ``ledger up`` component, on ``<data dir>/projections/ledger.db``."""
-    await run_projector(ledger.store, ledger.url, live_path(ledger.settings.data_dir), stop)
+    """The projector as a ``ledger up`` component, on ``<data dir>/projections/ledger.db``.
+
+    It connects as the projector role, which may read the stream and use its durable consumer.
+    """
+    async with ledger.connect_as("projector") as store:
+        await run_projector(
+            store,
+            ledger.url,
+            live_path(ledger.settings.data_dir),
+            stop,
+            creds=ledger.credentials_for("projector"),
+        )
 
 
 async def _main(args: argparse.Namespace) -> None:
-    nc = await connect(args.nats_url, "ledger-projector")
+    creds = load_credentials(args.creds) if args.creds else None
+    nc = await connect(args.nats_url, "ledger-projector", creds=creds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -233,7 +272,13 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         store = EventStore(nc, Namespace(prefix=args.prefix, stream=args.stream))
         await run_projector(
-            store, args.nats_url, Path(args.db), stop, durable=args.durable, batch_size=args.batch
+            store,
+            args.nats_url,
+            Path(args.db),
+            stop,
+            durable=args.durable,
+            batch_size=args.batch,
+            creds=creds,
         )
     finally:
         await nc.drain()
@@ -248,6 +293,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", default=Namespace().prefix)
     parser.add_argument("--durable", default=DURABLE)
     parser.add_argument("--batch", type=int, default=500, help="messages per pull")
+    parser.add_argument(
+        "--creds",
+        default=os.environ.get("LEDGER_CREDS"),
+        help="the projector role's NATS credentials [env LEDGER_CREDS]",
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_main(parser.parse_args(argv)))
 

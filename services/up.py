@@ -11,11 +11,15 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from events.envelope import utc_now
 from services.config import Settings
 from services.runtime import Runtime
 from services.stack import Ledger, open_ledger
+
+if TYPE_CHECKING:
+    from services.api_server import ApiServer
 
 __all__ = ["Component", "run_stack"]
 
@@ -29,10 +33,14 @@ async def run_stack(
     *,
     on_ready: Callable[[Runtime], None] | None = None,
     stop: asyncio.Event | None = None,
+    api: ApiServer | None = None,
 ) -> None:
     """Run the stack until ``stop`` is set, SIGINT or SIGTERM arrives, or a component fails.
 
+    :param api: the query API to serve; it is bound once the data directory is held, so that
+        its URL goes into ``runtime.json``.
     :raises AlreadyRunningError: when another stack runs on the same data directory.
+    :raises PortInUseError: when the API's address cannot be bound.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -40,9 +48,14 @@ async def run_stack(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with open_ledger(settings, hold_data_dir=True, name="ledger-up") as ledger:
+            components = list(components)
+            if api is not None:
+                api.bind()
+                components.append(api.component())
             runtime = Runtime(
                 pid=os.getpid(),
                 nats_url=ledger.url,
+                api_url=api.url if api is not None else "",
                 started_at=utc_now(),
                 embedded=ledger.server is not None,
                 nats_pid=ledger.server.pid if ledger.server else None,

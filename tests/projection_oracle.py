@@ -157,15 +157,46 @@ def assert_projection_matches(conn: sqlite3.Connection, events: list[tuple[int, 
         assert projected[table] == expected[table], table
 
 
+def _country_figures(fields: dict[str, Any], share: float | None) -> dict[str, int]:
+    """One country's part of each figure, in millionths; nothing when only listed."""
+    countries = fields["countries"]
+    if share is None and len(countries) > 1:
+        return {}
+    out = {}
+    for metric, value in fields["metrics"].items():
+        micros = round(value * 1_000_000)
+        out[metric] = micros if share is None else round(micros * share / 100)
+    return out
+
+
 def assert_countries_match(conn: sqlite3.Connection, events: list[tuple[int, Envelope[Any]]]):
-    """Fail unless ``activity_countries`` lists each activity's current countries."""
+    """Fail unless ``activity_countries`` lists each activity's current countries, with the
+    activity's programme, year, status and multi-country flag, and the country's figures."""
+    import json
+
     activities = replay_activities(events)
     expected = sorted(
-        (activity_id, country, share)
+        (
+            activity_id,
+            country,
+            share,
+            a["fields"]["programme"],
+            a["fields"]["year"],
+            a["status"],
+            int(
+                len(a["fields"]["countries"]) > 1
+                and all(s is None for _, s in a["fields"]["countries"])
+            ),
+            _country_figures(a["fields"], share),
+        )
         for activity_id, a in activities.items()
         for country, share in a["fields"]["countries"]
     )
     projected = sorted(
-        conn.execute("SELECT activity_id, country, share FROM activity_countries").fetchall()
+        (*row[:-1], json.loads(row[-1]))
+        for row in conn.execute(
+            "SELECT activity_id, country, share, programme, year, status, multi_country, figures "
+            "FROM activity_countries"
+        )
     )
     assert projected == expected

@@ -3,6 +3,9 @@
 Each sends commands to the intake service of a running ledger (``ledger up``, found through
 ``runtime.json``, or the server given by ``--nats-url``) through :class:`OfficeClient`. They
 start nothing themselves: with no intake answering, they say so and exit with code 3.
+
+They connect with ``--creds`` / ``LEDGER_CREDS``, else with ``<data dir>/creds/office-<OFFICE>.nk``
+of the office they send as, when it exists.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import msgspec
 from events.commands import Accepted
 from events.errors import FieldIssue, InvalidEventError
 from events.model import ActivityReported
+from services.access import credentials_for
 from services.cli import run_async, settings_of
 from services.client import OfficeClient
 from services.config import Settings
@@ -70,7 +74,10 @@ async def _client(settings: Settings, office: str | None, actor: str | None) -> 
                 "another terminal, or give --nats-url"
             )
         url = running.nats_url
-    nc = await connect(url, name="ledger-office")
+    # An office's own credentials when it is known; a file of several offices' records is
+    # sent with the admin's, and intake still checks each record against its office.
+    creds = credentials_for(settings, f"office-{office}" if office else "admin")
+    nc = await connect(url, name="ledger-office", creds=creds)
     try:
         yield OfficeClient(nc, office, settings.namespace, actor=actor)
     finally:

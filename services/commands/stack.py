@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
+from projections.db import live_path
+from services.access import credentials_for
 from services.cli import run_async, settings_of
 from services.components import stack_components
 from services.runtime import Runtime
@@ -13,23 +18,84 @@ __all__ = ["demo", "up"]
 
 
 @click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="LEDGER_API_HOST",
+    help="Address the query API listens on [env LEDGER_API_HOST].",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="LEDGER_API_PORT",
+    help="Port of the query API; 0 picks a free one [env LEDGER_API_PORT].",
+)
+@click.option(
+    "--public",
+    is_flag=True,
+    help="Allow --host to be an address other machines reach; prints a warning. Set "
+    "LEDGER_API_TOKEN to require a bearer token.",
+)
+@click.option(
+    "--db",
+    "db",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --read-only: the projection file to serve (e.g. an as-of replay's output).",
+)
+@click.option(
+    "--read-only",
+    is_flag=True,
+    help="Serve only the query API over a projection file: no NATS server, projector or intake.",
+)
 @click.pass_context
-def up(ctx: click.Context) -> None:
+def up(
+    ctx: click.Context, host: str, port: int, public: bool, db: Path | None, read_only: bool
+) -> None:
     """Run the stack in the foreground until Ctrl-C.
 
     Starts the embedded NATS server on 127.0.0.1 (unless --nats-url is given), creates the
-    stream, and writes runtime.json so that other `ledger` commands find it.
+    stream, runs intake, the projector and the query API (http://127.0.0.1:8000 by default,
+    OpenAPI at /schema), and writes runtime.json so that other `ledger` commands find it.
+    With --read-only it serves the API over one projection file alone; history then needs
+    --nats-url.
 
-    Example: ledger --data-dir .ledger up
+    Example: ledger --data-dir .ledger up --port 8080
     """
+    from services.api_auth import PublicBindError, check_bind_host
+    from services.api_server import ApiServer, serve_file
+
     settings = settings_of(ctx)
+    token = os.environ.get("LEDGER_API_TOKEN") or None
+    try:
+        warning = check_bind_host(host, public, token)
+    except PublicBindError as exc:
+        raise click.UsageError(str(exc)) from None
+    if warning:
+        click.secho(warning, fg="yellow", err=True)
+    api = ApiServer(host, port, token=token)
+    if db is not None and not read_only:
+        raise click.UsageError("--db serves a file as is; give --read-only with it")
+    if read_only:
+        target = db or live_path(settings.data_dir)
+        api.bind()
+        click.echo(f"ledger up: read-only API {api.url} over {target} (OpenAPI at /schema)")
+        click.echo("Ctrl-C to stop.")
+        creds = credentials_for(settings, "query")
+        run_async(serve_file(target, api, settings.nats_url, creds))
+        click.echo("ledger stopped.")
+        return
 
     def ready(runtime: Runtime) -> None:
         where = "embedded" if runtime.embedded else "external"
         click.echo(f"ledger up: NATS {runtime.nats_url} ({where}), data in {settings.data_dir}")
+        click.echo(f"query API: {runtime.api_url} (OpenAPI at {runtime.api_url}/schema)")
         click.echo("Ctrl-C to stop.")
 
-    run_async(run_stack(settings, stack_components(settings), on_ready=ready))
+    run_async(run_stack(settings, stack_components(settings), on_ready=ready, api=api))
     click.echo("ledger stopped.")
 
 

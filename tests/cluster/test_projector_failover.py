@@ -59,10 +59,12 @@ def tables_of(db: Path) -> dict[str, list[tuple[Any, ...]]]:
 def projector_connections(cluster: LocalCluster, i: int) -> int:
     """How many of the projectors' connections node ``i`` holds.
 
-    Each projector has two: its store's, named ``ledger-projector``, and FastStream's, unnamed.
+    Each projector has two: its store's, named ``ledger-projector``, and FastStream's, which
+    FastStream names after itself.
     """
     connections = cluster.monitor(i, "/connz").get("connections") or []
-    return sum(1 for c in connections if c.get("name") in ("ledger-projector", "", None))
+    names = [c.get("name") or "" for c in connections]
+    return sum(1 for name in names if name == "ledger-projector" or name.startswith("faststream"))
 
 
 async def until(check: Any, what: Any, timeout: float = 90.0) -> None:
@@ -117,22 +119,40 @@ async def test_two_projectors_survive_the_loss_of_their_node_and_end_equal(
 ) -> None:
     events = [event for event, _ in synthetic_events(8_000, seed=4, prefix="F")]
     first = await ingest(r3_store, events[:3_000])
+
     # Both projectors are given one node only; when it dies they reconnect to the nodes the
     # cluster told them about (the INFO connect_urls), as any client of the cluster would.
+    def names(i: int) -> list[str]:
+        return [c.get("name") for c in local_cluster.monitor(i, "/connz")["connections"]]
+
     target = await local_cluster.stream_leader(r3_store.js, r3_store.ns.stream)
     files = start_projectors(local_cluster.url_of(target), r3_store)
-    # Wait until both have caught up and subscribed: the second connection is FastStream's.
-    await until(
-        lambda: (
-            all(checkpoint_of(f) == 3_000 for f in files.values())
-            and projector_connections(local_cluster, target) == 2 * len(PROJECTORS)
-        ),
-        "started",
-    )
+
+    # Wait until both have caught up and their durable consumers have acknowledged it all, so
+    # the kill hits running projectors, not ones still setting up their subscriptions.
+    async def subscribed() -> bool:
+        for name in PROJECTORS:
+            try:
+                info = await r3_store.js.consumer_info(r3_store.ns.stream, name)
+            except Exception:  # not created yet
+                return False
+            if info.ack_floor is None or info.ack_floor.stream_seq < 3_000:
+                return False
+        return True
+
+    deadline = time.monotonic() + 60
+    while not await subscribed():
+        assert time.monotonic() < deadline, "projectors did not start"
+        await asyncio.sleep(0.2)
+    assert all(checkpoint_of(f) == 3_000 for f in files.values())
+    assert projector_connections(local_cluster, target) == 2 * len(PROJECTORS), names(target)
 
     local_cluster.kill_node(target)
     report = await ingest(r3_store, events, acked=first.acked)
-    await until(lambda: all(checkpoint_of(f) == len(events) for f in files.values()), "caught up")
+    await until(
+        lambda: all(checkpoint_of(f) == len(events) for f in files.values()),
+        lambda: f"caught up: {[checkpoint_of(f) for f in files.values()]}",
+    )
 
     # Check both moved to surviving nodes, and hold the same rows.
     survivors = [i for i in range(3) if i != target]

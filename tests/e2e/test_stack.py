@@ -27,7 +27,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 def _start_up(data_dir: Path) -> tuple[subprocess.Popen[str], dict]:
     proc = subprocess.Popen(
-        [LEDGER, "up"],
+        [LEDGER, "up", "--port", "0"],  # a free port for the query API
         env=_env(data_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,0 +1,202 @@
+"""The shapes of the read side's answers: plain msgspec Structs, each carrying ``as_of``.
+
+HTTP, the CLI's ``--json`` and NATS request-reply all encode these same Structs, so one query
+gives one JSON whatever the interface. Fields that do not apply to an answer are ``null``, so
+every answer of a kind has the same keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from msgspec import Struct
+
+__all__ = [
+    "ActivityDetail",
+    "ActivityItem",
+    "ActivityPage",
+    "ActivityRef",
+    "AsOf",
+    "Cell",
+    "CellList",
+    "Place",
+    "ProjectionStatus",
+    "Provenance",
+    "ProvenanceItem",
+    "Status",
+    "Summary",
+]
+
+
+class AsOf(Struct, frozen=True):
+    """How far the projection that gave an answer had read the stream."""
+
+    sequence: int
+    """The last stream sequence applied; 0 for an empty projection."""
+    time: dt.datetime | None
+    """When that event was stored in the stream (UTC); ``None`` for an empty projection."""
+
+
+class Cell(Struct, frozen=True, kw_only=True):
+    """One row of a rollup seen by a reader: a key, its counts and its totals per metric."""
+
+    country: str | None = None
+    programme: str | None = None
+    year: int | None = None
+    name: str = ""
+    """Display name of the country or programme (empty for a year)."""
+    activities: int = 0
+    """Activities counted in the totals."""
+    multi_country: int = 0
+    """Multi-country activities without shares listed here but counted in no country's total."""
+    totals: dict[str, float] = {}
+    """Totals by metric, e.g. ``{"people_trained": 571.0}``."""
+
+
+class ActivityRef(Struct, frozen=True, kw_only=True):
+    """A short mention of an activity, as in a summary's multi-country list."""
+
+    activity_id: str
+    title: str
+    programme: str
+    year: int
+    countries: list[str]
+
+
+class Summary(Struct, frozen=True, kw_only=True):
+    """Figures for one country, programme or year, optionally narrowed to a year."""
+
+    as_of: AsOf
+    country: str | None = None
+    programme: str | None = None
+    year: int | None = None
+    name: str = ""
+    activities: int = 0
+    """Activities counted in the totals."""
+    totals: dict[str, float] = {}
+    multi_country_count: int = 0
+    """How many multi-country activities (without shares) are listed here in all."""
+    multi_country: list[ActivityRef] = []
+    """Those activities, at most a bounded number of them, by activity id."""
+    note: str = ""
+    """How to read the multi-country figures."""
+    by_year: list[Cell] | None = None
+    by_programme: list[Cell] | None = None
+    by_country: list[Cell] | None = None
+
+
+class CellList(Struct, frozen=True, kw_only=True):
+    """Every country, programme or year with its figures, optionally narrowed to a year."""
+
+    as_of: AsOf
+    year: int | None = None
+    items: list[Cell] = []
+
+
+class Place(Struct, frozen=True):
+    """One country of an activity and its share in percent (``None``: listed without share)."""
+
+    country: str
+    share: float | None = None
+
+
+class ActivityItem(Struct, frozen=True, kw_only=True):
+    """An activity as a list shows it."""
+
+    activity_id: str
+    office: str
+    programme: str
+    kind: str
+    title: str
+    year: int
+    countries: list[Place]
+    metrics: dict[str, float]
+    status: str
+    """``active`` or ``withdrawn``."""
+    multi_country: bool
+    version: int
+    last_sequence: int
+
+
+class ActivityPage(Struct, frozen=True, kw_only=True):
+    """One page of activities; pass ``next_cursor`` back as ``cursor`` for the next one."""
+
+    as_of: AsOf
+    items: list[ActivityItem]
+    limit: int
+    next_cursor: str | None = None
+    """``None`` on the last page."""
+
+
+class ActivityDetail(Struct, frozen=True, kw_only=True):
+    """The current state of one activity, with every field and its events."""
+
+    as_of: AsOf
+    activity_id: str
+    office: str
+    programme: str
+    kind: str
+    title: str
+    summary: str
+    year: int
+    start_date: dt.date | None
+    end_date: dt.date | None
+    countries: list[Place]
+    metrics: dict[str, float]
+    multi_country: bool
+    partners: list[str]
+    source_document: str | None
+    source_paragraph: int | None
+    notes: str
+    status: str
+    withdraw_reason: str
+    version: int
+    last_sequence: int
+    last_event_id: str
+    event_ids: list[str]
+    """Every event of the activity, oldest first."""
+
+
+class ProvenanceItem(Struct, frozen=True, kw_only=True):
+    """One activity's part in a figure."""
+
+    activity_id: str
+    title: str
+    value: float
+    """What it adds to the figure (its share, for a shared activity)."""
+    counted: bool
+    multi_country: bool
+    """Listed only: multi-country without shares, so it adds nothing to a country's figure."""
+    event_ids: list[str]
+    last_event_id: str
+
+
+class Provenance(Struct, frozen=True, kw_only=True):
+    """The activities and events behind one figure; ``total`` is the sum of their values."""
+
+    as_of: AsOf
+    country: str | None = None
+    programme: str | None = None
+    year: int | None = None
+    metric: str
+    total: float = 0.0
+    activities: int = 0
+    items: list[ProvenanceItem] = []
+
+
+class ProjectionStatus(Struct, frozen=True, kw_only=True):
+    """One projection's progress."""
+
+    projection: str
+    checkpoint: int
+    lag: int | None = None
+    """How many stream sequences it is behind; ``None`` when the stream was not asked."""
+    quarantined: int = 0
+
+
+class Status(Struct, frozen=True, kw_only=True):
+    """The stream's last sequence and each projection's checkpoint, lag and quarantine."""
+
+    as_of: AsOf
+    stream_last_sequence: int | None = None
+    projections: list[ProjectionStatus] = []

@@ -1,0 +1,176 @@
+"""Who may do what: the ledger's roles as NATS users, and the server configuration that says so.
+
+Every user lives in one account, ``LEDGER``, with JetStream enabled, and gets only the subjects
+its role needs (README, "Security"). The server enforces them: a publish or subscription outside
+a user's permissions is dropped, and the client is told on its error callback.
+
+Each user other than the admin receives replies only on an inbox of its own,
+``_INBOX_<public key>``, so no office can read another office's replies. The prefix follows from
+the credentials alone (:func:`inbox_prefix_for`), so a client needs nothing else to find it.
+
+The JetStream API subjects below were found by reading ``events/store.py``, nats-py and
+FastStream, then checked against nats-server 2.15 (``tests/integration/test_permissions.py``):
+a subject missing here shows up there as a "Permissions Violation".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from events.subjects import Namespace
+
+__all__ = [
+    "ACCOUNT",
+    "ROLES",
+    "SERVICE_ROLES",
+    "User",
+    "accounts_config",
+    "inbox_prefix_for",
+    "permissions_for",
+]
+
+ACCOUNT = "LEDGER"
+"""The one account every ledger user belongs to."""
+
+SERVICE_ROLES = ("admin", "intake", "projector", "query", "auditor")
+"""The roles with one user each; offices have one user per office."""
+
+ROLES = (*SERVICE_ROLES, "office")
+"""Every role a user can have."""
+
+PROJECTOR_DURABLE = "projector"
+"""The durable consumer the projector role may use (``services.projector.DURABLE``)."""
+
+
+@dataclass(frozen=True)
+class User:
+    """One NATS user of the ledger: a role, an office for office users, and its public nkey."""
+
+    role: str
+    public_key: str
+    office: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The user's name in the registry and in file names: ``intake``, ``office-KAZ``."""
+        return f"office-{self.office}" if self.role == "office" else self.role
+
+
+def inbox_prefix_for(public_key: str) -> str:
+    """The inbox prefix of the user with ``public_key``: its replies arrive only there."""
+    return f"_INBOX_{public_key}"
+
+
+def _replayer(ns: Namespace) -> list[str]:
+    # What EventStore.read_raw takes: stream info (the last sequence) and an ordered consumer,
+    # which is ephemeral and answers flow control on $JS.FC. The create subject without a
+    # consumer name refuses a durable name, so a reader cannot leave consumers behind.
+    stream = ns.stream
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.FC.{stream}.>",
+    ]
+
+
+def _reader(ns: Namespace) -> list[str]:
+    # Replay, plus single messages by subject (EventStore.load, an activity's history) and
+    # Direct Get.
+    stream = ns.stream
+    return [
+        *_replayer(ns),
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+    ]
+
+
+def permissions_for(role: str, ns: Namespace, public_key: str, office: str | None = None) -> dict:
+    """The nats-server ``permissions`` block of one user, as a dict.
+
+    :param role: one of :data:`ROLES`.
+    :param ns: the ledger's stream and subjects.
+    :param public_key: the user's public nkey, which names its inbox.
+    :param office: the office, for the office role.
+    :raises ValueError: for an unknown role, or an office user without an office.
+    """
+    inbox = f"{inbox_prefix_for(public_key)}.>"
+    stream = ns.stream
+    match role:
+        case "admin":
+            return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
+        case "office":
+            if not office:
+                raise ValueError("an office user needs its office")
+            publish = [ns.intake(office)]
+            subscribe = [inbox]
+        case "intake":
+            publish = [
+                ns.activities,
+                f"$JS.API.STREAM.INFO.{stream}",
+                f"$JS.API.STREAM.MSG.GET.{stream}",
+            ]
+            subscribe = [ns.intake("*"), inbox]
+            return _block(publish, subscribe, responses=True)
+        case "projector":
+            # nats-py's pull_subscribe looks the durable up, creates it by name if missing
+            # (with its filter as a last token), then fetches and acknowledges.
+            durable = PROJECTOR_DURABLE
+            publish = [
+                *_replayer(ns),
+                f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+                f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+                f"$JS.ACK.{stream}.{durable}.>",
+            ]
+            subscribe = [inbox]
+        case "query":
+            publish = _reader(ns)
+            subscribe = [ns.query(">"), inbox]
+            return _block(publish, subscribe, responses=True)
+        case "auditor":
+            publish = _reader(ns)
+            subscribe = [inbox]
+        case _:
+            raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    return _block(publish, subscribe)
+
+
+def _block(publish: list[str], subscribe: list[str], *, responses: bool = False) -> dict:
+    block: dict[str, Any] = {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+    if responses:
+        # Replies go to the requester's reply subject, whatever its inbox prefix; the server
+        # allows one publish to it per request received, and only for a short while.
+        block["allow_responses"] = True
+    return block
+
+
+def accounts_config(users: Iterable[User], ns: Namespace) -> str:
+    """The nats-server ``accounts`` section for these users, as configuration text.
+
+    No ``no_auth_user`` is set, so a client without valid credentials cannot connect.
+    """
+    entries = []
+    for user in users:
+        entry = {
+            "nkey": user.public_key,
+            "permissions": permissions_for(user.role, ns, user.public_key, user.office),
+        }
+        # JSON is valid nats-server configuration, and quotes subjects such as "$JS.API.>"
+        # that would otherwise read as variable references.
+        entries.append(f"      # {user.name}\n      {json.dumps(entry)}")
+    users_text = ",\n".join(entries)
+    return (
+        "accounts {\n"
+        f"  {ACCOUNT} {{\n"
+        "    jetstream: enabled\n"
+        "    users: [\n"
+        f"{users_text}\n"
+        "    ]\n"
+        "  }\n"
+        "}\n"
+    )
