@@ -4,7 +4,8 @@ In one run, on one fresh embedded nats-server, it stores the same N activities t
 each into its own stream:
 
 - ``intake``: ``ReportActivity`` commands through :meth:`OfficeClient.send_many` to one intake
-  instance in this process (the path ``ledger import`` takes, minus file parsing);
+  instance (the path ``ledger import`` takes, minus file parsing), once in a process of its
+  own as deployed, once in the client's process;
 - ``append_many``: the sealed events straight into :meth:`EventStore.append_many`, with the
   same expected-sequence and msg-id headers;
 - ``raw``: nats-py ``js.publish_async`` of the same bytes to fresh subjects, with no headers.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,13 +37,32 @@ from services.embedded import EmbeddedNats
 from services.intake import run_intake
 
 
-async def _through_intake(url: str, n: int, window: int, workers: int) -> float:
+async def _through_intake(url: str, n: int, window: int, workers: int, separate: bool) -> float:
     nc = await nats.connect(url)
-    store = EventStore(nc, Namespace.for_tests("bench_intake"))
+    store = EventStore(nc, Namespace.for_tests(f"bench_intake_{int(separate)}"))
     await store.ensure_stream()
     stop, ready = asyncio.Event(), asyncio.Event()
-    server = asyncio.create_task(run_intake(url, store, stop, workers=workers, ready=ready))
-    await ready.wait()
+    if separate:
+        # As deployed: intake in a process of its own, on the other core.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.intake",
+            "--nats-url",
+            url,
+            "--prefix",
+            store.ns.prefix,
+            "--stream",
+            store.ns.stream,
+            "--workers",
+            str(workers),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        await process.stdout.readline()  # "intake ready on ..."
+    else:
+        server = asyncio.create_task(run_intake(url, store, stop, workers=workers, ready=ready))
+        await ready.wait()
     client_nc = await nats.connect(url)
     client = OfficeClient(client_nc, None, store.ns, actor="bench", timeout=30)
     now = utc_now()
@@ -53,8 +75,12 @@ async def _through_intake(url: str, n: int, window: int, workers: int) -> float:
     async for _, reply in client.send_many(commands, window=window):
         accepted += isinstance(reply, Accepted)
     elapsed = time.perf_counter() - started
-    stop.set()
-    await server
+    if separate:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+    else:
+        stop.set()
+        await server
     await client_nc.close()
     await nc.close()
     if accepted != n:
@@ -103,14 +129,17 @@ async def _raw(url: str, n: int) -> float:
 async def _run(n: int, window: int, workers: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedNats(Path(tmp)) as server:
         rates = {
-            "intake": n / await _through_intake(server.url, n, window, workers),
+            "intake, own process": n / await _through_intake(server.url, n, window, workers, True),
+            "intake, in-process": n / await _through_intake(server.url, n, window, workers, False),
             "append_many": n / await _append_many(server.url, n),
             "raw publish_async": n / await _raw(server.url, n),
         }
     for name, rate in rates.items():
-        print(f"{name:>18}: {rate:10,.0f} events/s")
-    print(f"{'intake / raw':>18}: {rates['intake'] / rates['raw publish_async']:10.2f}")
-    print(f"{'intake / append':>18}: {rates['intake'] / rates['append_many']:10.2f}")
+        print(f"{name:>30}: {rate:10,.0f} events/s")
+    raw, append = rates["raw publish_async"], rates["append_many"]
+    for name in ("intake, own process", "intake, in-process"):
+        print(f"{name + ' / raw':>30}: {rates[name] / raw:10.2f}")
+        print(f"{name + ' / append':>30}: {rates[name] / append:10.2f}")
 
 
 def main() -> None:

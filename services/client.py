@@ -20,9 +20,12 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from events.codec import decode
 from events.commands import (
     Accepted,
     Command,
+    DescribeActivity,
+    Described,
     Rejected,
     Reply,
     ReportActivity,
@@ -39,8 +42,13 @@ from events.errors import (
     InvalidEventError,
     LedgerError,
 )
+from events.integrity import content_hash
 from events.model import ActivityChanges, ActivityReported
+from events.reference import load_reference
+from events.signing import sign_hash
+from events.store import LoadedActivity, Recorded
 from events.subjects import DEFAULT, Namespace
+from services.decisions import Append, decide, rejection_for
 from services.intake_errors import ForbiddenError, IntakeUnavailableError, VersionConflict
 from services.violations import refused_or
 
@@ -71,6 +79,7 @@ class OfficeClient:
         actor: str | None = None,
         timeout: float = 5.0,
         attempts: int = 3,
+        seeds: dict[str, str] | None = None,
     ) -> None:
         """
         :param nc: a connected client; it needs only publish rights on the intake subject.
@@ -80,6 +89,8 @@ class OfficeClient:
         :param actor: recorded as who issued each command; :func:`default_actor` if not given.
         :param timeout: seconds to wait for one answer.
         :param attempts: how many times a command is sent before giving up.
+        :param seeds: signing seeds by office; a command of an office found here is signed
+            with its key (see :meth:`signed`).
         """
         self.nc = nc
         self.office = office
@@ -87,6 +98,8 @@ class OfficeClient:
         self.actor = actor or default_actor()
         self.timeout = timeout
         self.attempts = attempts
+        self.seeds = seeds or {}
+        self.ref = load_reference()
 
     # -- one command each ------------------------------------------------------------------
 
@@ -172,7 +185,68 @@ class OfficeClient:
 
     async def send(self, command: Command) -> Accepted:
         """Send a command and return its acceptance, or raise the error its refusal stands for."""
+        command = await self.signed(command)
         return raise_for(await self.request(command), _activity_id(command))
+
+    async def describe(self, activity_id: str) -> Described:
+        """The activity's stored events, as intake gives them to the office that owns it."""
+        if self.office is None:
+            raise LedgerError("give the office whose activity to describe (--office)")
+        ask = DescribeActivity(
+            command_id=new_command_id(),
+            issued_at=utc_now(),
+            actor=self.actor,
+            activity_id=activity_id,
+        )
+        reply = await self.request(ask)
+        if isinstance(reply, Described):
+            return reply
+        raise_for(reply, activity_id)
+        raise IntakeUnavailableError(f"unexpected answer to describe: {reply}")
+
+    async def signed(self, command: Command) -> Command:
+        """The command with its office's signature, when the client holds that office's seed.
+
+        The office signs the content hash of the event intake will make. The client works that
+        event out with intake's own decision function: for a revision or withdrawal it first
+        asks intake for the activity's events, and pins the version it signed against, so a
+        change in between gives a clear conflict rather than a signature that cannot match.
+
+        :raises LedgerError: the error intake would answer with, when the command would be
+            refused anyway (it is then not sent).
+        """
+        office = self._office_of(command)
+        seed = self.seeds.get(office)
+        if seed is None or isinstance(command, DescribeActivity) or command.signature:
+            return command
+        loaded = LoadedActivity([])
+        if not isinstance(command, ReportActivity):
+            described = await self.describe(command.activity_id)
+            loaded = LoadedActivity(
+                [
+                    Recorded(sequence=seq, time=event.recorded_at, subject="", event=event)
+                    for seq, event in zip(
+                        described.sequences,
+                        (decode(bytes(raw)) for raw in described.events),
+                        strict=True,
+                    )
+                ]
+            )
+            if command.expected_version is None:
+                command = msgspec.structs.replace(command, expected_version=described.version)
+        decision = decide(command, office, loaded, self.ref, command.issued_at)
+        if not isinstance(decision, Append):
+            raise_for(decision, _activity_id(command))
+            return command  # accepted before: a retry of a stored command needs no signature
+        signature = sign_hash(seed, content_hash(decision.event))
+        return msgspec.structs.replace(command, signature=signature)
+
+    def _office_of(self, command: Command) -> str:
+        if self.office is not None:
+            return self.office
+        if isinstance(command, ReportActivity):
+            return command.activity.office
+        raise LedgerError("give the office to send revisions and withdrawals as (--office)")
 
     async def request(self, command: Command) -> Reply:
         """Send a command, retrying unanswered attempts, and return intake's reply as it is.
@@ -228,6 +302,10 @@ class OfficeClient:
         """
 
         async def one(key: T, command: Command) -> tuple[T, Reply]:
+            try:
+                command = await self.signed(command)
+            except (InvalidEventError, ActivityNotFoundError, ActivityWithdrawnError) as exc:
+                return key, rejection_for(exc)
             return key, await self.request(command)
 
         pending: set[asyncio.Task[tuple[T, Reply]]] = set()
@@ -247,17 +325,15 @@ class OfficeClient:
                 task.cancel()
 
     def _subject(self, command: Command) -> str:
-        if self.office is not None:
-            return self.ns.intake(self.office)
-        if isinstance(command, ReportActivity):
-            return self.ns.intake(command.activity.office)
-        raise LedgerError("give the office to send revisions and withdrawals as (--office)")
+        return self.ns.intake(self._office_of(command))
 
 
 def raise_for(reply: Reply, activity_id: str) -> Accepted:
     """The acceptance, or the ledger error that stands for the refusal."""
     if isinstance(reply, Accepted):
         return reply
+    if isinstance(reply, Described):
+        raise IntakeUnavailableError(f"intake described {activity_id} instead of acting on it")
     match reply.code:
         case "invalid":
             raise InvalidEventError([FieldIssue(reply.field, reply.message)])

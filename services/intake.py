@@ -46,6 +46,7 @@ from events.store import EventStore, LoadedActivity
 from events.subjects import Namespace, is_token
 from services.credentials import load_credentials
 from services.decisions import Append, decide, rejection_for, split_validation_error
+from services.office_keys import RegistryFile, registry_path
 from services.stack import Ledger, connect
 from services.violations import refused_or
 
@@ -61,16 +62,25 @@ DEFAULT_WORKERS = 64
 class Intake:
     """Turns one command message into a reply; used by the broker's handler and by tests."""
 
-    def __init__(self, store: EventStore, ref: Reference | None = None, attempts: int = 3) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        ref: Reference | None = None,
+        attempts: int = 3,
+        keys: RegistryFile | None = None,
+    ) -> None:
         """
         :param store: where activities are loaded from and appended to.
         :param ref: the catalogues; the shipped ones by default.
         :param attempts: how often a command without an expected version is decided afresh
             when another writer got in between its load and its append.
+        :param keys: the offices' public keys; an office with a key must sign. Without a
+            registry no signature is checked (nor stored).
         """
         self.store = store
         self.ref = ref or load_reference()
         self.attempts = attempts
+        self.keys = keys
 
     async def handle(self, subject: str, data: bytes) -> bytes:
         """The encoded reply to a command that arrived on ``subject``; never raises."""
@@ -113,7 +123,8 @@ class Intake:
             _NOTHING if isinstance(command, ReportActivity) else await self.store.load(activity_id)
         )
         for _ in range(self.attempts):
-            decision = decide(command, office, loaded, self.ref, utc_now())
+            registry = self.keys.current() if self.keys is not None else None
+            decision = decide(command, office, loaded, self.ref, utc_now(), registry)
             if not isinstance(decision, Append):
                 return decision
             try:
@@ -153,6 +164,7 @@ async def run_intake(
     *,
     workers: int = DEFAULT_WORKERS,
     ready: asyncio.Event | None = None,
+    keys: RegistryFile | None = None,
 ) -> None:
     """Serve intake until ``stop`` is set.
 
@@ -162,8 +174,9 @@ async def run_intake(
     :param stop: set it to stop serving; commands in progress finish first.
     :param workers: commands handled at once.
     :param ready: set once the subscription is in place at the server.
+    :param keys: the key registry that offices' signatures are checked against.
     """
-    intake = Intake(store)
+    intake = Intake(store, keys=keys)
     slots = asyncio.Semaphore(workers)
     running: set[asyncio.Task[None]] = set()
 
@@ -205,8 +218,9 @@ async def run_intake(
 
 async def intake_component(ledger: Ledger, stop: asyncio.Event) -> None:
     """The intake service as a part of ``ledger up``, connected as the intake role."""
+    keys = RegistryFile(registry_path(ledger.settings.data_dir))
     async with ledger.connect_as("intake") as store:
-        await run_intake(ledger.url, store, stop)
+        await run_intake(ledger.url, store, stop, keys=keys)
 
 
 async def _serve(args: Any) -> None:
@@ -223,7 +237,14 @@ async def _serve(args: Any) -> None:
         await refused_or(nc, store.ensure_stream())
         ready = asyncio.Event()
         serving = asyncio.create_task(
-            run_intake(args.nats_url, store, stop, workers=args.workers, ready=ready)
+            run_intake(
+                args.nats_url,
+                store,
+                stop,
+                workers=args.workers,
+                ready=ready,
+                keys=RegistryFile(args.key_registry) if args.key_registry else None,
+            )
         )
         waiting = asyncio.create_task(ready.wait())
         await asyncio.wait([serving, waiting], return_when=asyncio.FIRST_COMPLETED)
@@ -240,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.intake", description=__doc__)
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     parser.add_argument("--prefix", default="ledger", help="subject prefix (default: ledger)")
+    parser.add_argument(
+        "--key-registry", help="offices' public keys (JSON); offices listed there must sign"
+    )
     parser.add_argument("--stream", default="LEDGER", help="stream name (default: LEDGER)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument(

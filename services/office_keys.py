@@ -16,8 +16,10 @@ from events.reference import load_reference
 from events.signing import new_key_pair, public_key_of
 
 __all__ = [
+    "RegistryFile",
     "create_office_key",
     "load_office_registry",
+    "office_seeds",
     "read_office_seed",
     "registry_path",
     "seed_path",
@@ -69,6 +71,39 @@ def read_office_seed(data_dir: Path, office: str) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+def office_seeds(data_dir: Path) -> dict[str, str]:
+    """The signing seeds kept in a data directory, by office."""
+    folder = Path(data_dir) / "keys"
+    if not folder.is_dir():
+        return {}
+    return {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.nk"))}
+
+
 def load_office_registry(data_dir: Path) -> KeyRegistry:
     """The registry intake checks signatures against."""
     return load_registry(registry_path(data_dir))
+
+
+class RegistryFile:
+    """The key registry on disk, read again whenever the file changes.
+
+    Intake asks for it on every command; a ``stat`` is all that costs until someone runs
+    ``ledger keys new`` or ``ledger office add``, and then the new key counts at once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int] | None = None
+        self._registry = KeyRegistry()
+
+    def current(self) -> KeyRegistry:
+        """The registry as the file holds it now (empty while there is no file)."""
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            self._stamp, self._registry = None, KeyRegistry()
+            return self._registry
+        stamp = (info.st_mtime_ns, info.st_size)
+        if stamp != self._stamp:
+            self._registry, self._stamp = load_registry(self.path), stamp
+        return self._registry

@@ -37,6 +37,7 @@ from events.store import EventStore, RawMessage
 from events.subjects import Namespace
 from projections.apply import Applier
 from projections.db import ensure_live, live_path, open_writer, resolve
+from services.config import server_urls
 from services.credentials import Credentials, load_credentials
 from services.stack import Ledger, connect
 from services.violations import Violations
@@ -47,6 +48,11 @@ DURABLE = "projector"
 """The durable consumer's name; instances that share it share the work."""
 
 _log = logging.getLogger("ledger.projector")
+
+_broker_log = logging.getLogger("ledger.projector.broker")
+# FastStream logs every subscriber start and stop at INFO; only its warnings belong on a
+# terminal that `ledger up` or `ledger demo` is printing to.
+_broker_log.setLevel(logging.WARNING)
 
 
 class Projector:
@@ -190,7 +196,8 @@ def build_broker(
         }
         # nats-py's pull subscription takes its own inbox prefix, "_INBOX." unless told.
         inbox = f"{creds.inbox_prefix}.".encode()
-    broker = NatsBroker(url, log_level=logging.DEBUG, **options)
+    # A cluster's URL names several nodes; nats-py wants them as a list.
+    broker = NatsBroker(server_urls(url), logger=_broker_log, log_level=logging.DEBUG, **options)
 
     @broker.subscriber(
         namespace.activities,

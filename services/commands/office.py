@@ -35,6 +35,7 @@ from services.importer import (
     write_rejects,
 )
 from services.intake_errors import IntakeUnavailableError
+from services.office_keys import office_seeds
 from services.runtime import read_runtime
 from services.stack import connect
 
@@ -79,7 +80,9 @@ async def _client(settings: Settings, office: str | None, actor: str | None) -> 
     creds = credentials_for(settings, f"office-{office}" if office else "admin")
     nc = await connect(url, name="ledger-office", creds=creds)
     try:
-        yield OfficeClient(nc, office, settings.namespace, actor=actor)
+        # Offices whose signing key is kept here sign their commands with it.
+        seeds = office_seeds(settings.data_dir)
+        yield OfficeClient(nc, office, settings.namespace, actor=actor, seeds=seeds)
     finally:
         await nc.close()
 

@@ -100,12 +100,24 @@ def up(
 
 
 @click.command()
+@click.option("--no-serve", is_flag=True, help="Print the report and exit, for scripts.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the API.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the API and dashboard; 0 picks a free one.",
+)
 @click.pass_context
-def demo(ctx: click.Context) -> None:
-    """Append a few activities from the report and print them back from the stream.
+def demo(ctx: click.Context, no_serve: bool, host: str, port: int) -> None:
+    """Import the seed report through intake, print its story, and serve it until Ctrl-C.
 
-    Example: ledger demo
+    Uses the stack of a running `ledger up` on the same data directory, or starts one.
+    Running it again stores nothing new.
+
+    Example: ledger demo --no-serve
     """
     from services.demo import run_demo
 
-    run_async(run_demo(settings_of(ctx)))
+    run_async(run_demo(settings_of(ctx), serve=not no_serve, host=host, port=port))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from services.demo import DATASET
 from services.embedded import EmbeddedNats
 from services.exit_codes import ExitCode
 from services.runtime import read_runtime
@@ -134,17 +137,70 @@ def test_an_unreachable_url_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_appends_reads_back_and_is_idempotent(tmp_path: Path) -> None:
+def test_demo_imports_the_report_tells_its_story_and_is_idempotent(tmp_path: Path) -> None:
+    lines = [line for line in DATASET.read_text().splitlines() if line.strip()]
+
     first = subprocess.run(
-        [LEDGER, "demo"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+        [LEDGER, "demo", "--no-serve", "--port", "0"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert first.returncode == 0, first.stderr
-    assert "stored at sequence 1" in first.stdout
-    assert "revised" in first.stdout
+    out = first.stdout
+    assert f"{len(lines)} new, 0 already present, 0 rejected" in out
+    assert re.search(r"Kazakhstan\s.*571 people trained", out)
+    # The provenance example adds up: the figure equals the sum of the activities listed.
+    total, count = re.search(
+        r"Where a figure comes from: ([\d,]+) .*? from (\d+) activities", out, re.DOTALL
+    ).groups()
+    parts = re.findall(r"^\s+([\d,]+)\s+P\d{3}-", out, flags=re.MULTILINE)
+    assert len(parts) == int(count)
+    assert sum(int(p.replace(",", "")) for p in parts) == int(total.replace(",", ""))
 
     again = subprocess.run(
-        [LEDGER, "demo"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+        [LEDGER, "demo", "--no-serve", "--port", "0"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert again.returncode == 0, again.stderr
-    assert "stored at" not in again.stdout.replace("already stored at", "")
-    assert again.stdout.count("already stored at") == 4
+    assert f"0 new, {len(lines)} already present, 0 rejected" in again.stdout
+
+    # Every event went in through intake, signed with its office's key.
+    verify = subprocess.run(
+        [LEDGER, "verify", "--json"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = json.loads(verify.stdout)
+    assert (verify.returncode, report["ok"], report["signed"]) == (0, True, len(lines))
+
+
+@pytest.mark.slow
+def test_demo_serves_until_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [LEDGER, "demo", "--port", "0"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("Dashboard:"):
+                url = line.split()[1].rstrip("/")
+                break
+        assert url, "the demo never printed its URL"
+        with urllib.request.urlopen(f"{url}/v1/countries/KAZ", timeout=10) as answer:
+            assert json.load(answer)["totals"]["people_trained"] == 571
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
