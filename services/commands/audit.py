@@ -38,6 +38,10 @@ class Instant(click.ParamType):
         return parsed
 
 
+_REPORTED_FIELDS_SHOWN = ("title", "programme", "countries", "year", "metrics")
+"""What a table shows of a first report; ``--json`` gives every field."""
+
+
 def _json(value: Any) -> None:
     click.echo(msgspec.json.encode(value).decode())
 
@@ -71,11 +75,14 @@ def history(ctx: click.Context, activity_id: str, as_json: bool) -> None:
     for column in ("seq", "recorded (UTC)", "office", "actor", "event", "changes", "reason"):
         table.add_column(column, overflow="fold")
     for entry in entries:
+        shown = entry.changes
+        if entry.type == "ActivityReported":
+            shown = [c for c in entry.changes if c.field in _REPORTED_FIELDS_SHOWN]
         changes = "\n".join(
             f"{c.field}: {_short(c.new)}"
             if c.old is None
             else f"{c.field}: {_short(c.old, 28)} → {_short(c.new, 28)}"
-            for c in entry.changes
+            for c in shown
         )
         table.add_row(
             str(entry.sequence),
