@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
@@ -265,8 +266,20 @@ async def projector_component(ledger: Ledger, stop: asyncio.Event) -> None:
             ledger.url,
             live_path(ledger.settings.data_dir),
             stop,
+            durable=durable_name(),
             creds=ledger.credentials_for("projector"),
         )
+
+
+def durable_name() -> str:
+    """The durable consumer ``ledger up`` projects through: ``LEDGER_PROJECTOR_DURABLE``.
+
+    Instances that share a durable share the events between them, so each reader that keeps a
+    projection file of its own (the compose file's API replicas) needs its own name;
+    ``{hostname}`` in the value stands for the machine's name.
+    """
+    name = os.environ.get("LEDGER_PROJECTOR_DURABLE") or DURABLE
+    return name.replace("{hostname}", socket.gethostname()).replace(".", "-")
 
 
 async def _main(args: argparse.Namespace) -> None:

@@ -61,7 +61,11 @@ def test_every_nats_store_is_a_named_volume(compose: dict[str, Any]) -> None:
 def test_services_reach_all_three_nodes_with_three_replicas(services: dict[str, Any]) -> None:
     url = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
     for name in ("stream", "intake", "projector", "api"):
-        assert services[name]["environment"] == {"LEDGER_NATS_URL": url, "LEDGER_REPLICAS": "3"}
+        environment = services[name]["environment"]
+        assert {k: environment[k] for k in ("LEDGER_NATS_URL", "LEDGER_REPLICAS")} == {
+            "LEDGER_NATS_URL": url,
+            "LEDGER_REPLICAS": "3",
+        }
     for name in ("intake", "projector"):
         assert services[name]["command"][:2] == ["--nats-url", url]
 
@@ -114,7 +118,10 @@ def test_api_replicas_build_their_own_projection_and_publish_a_port(
         "0.0.0.0",
         "--port",
         "8000",
+        "--public",
     ]
+    # Replicas that shared a durable consumer would split the events between their files.
+    assert api["environment"]["LEDGER_PROJECTOR_DURABLE"] == "reader-{hostname}"
     # One host port per replica.
     assert api["ports"] == ["8000-8001:8000"]
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
