@@ -23,14 +23,18 @@ from events.model import ActivityReported
 
 __all__ = [
     "ERROR_CODES",
+    "MAX_BATCH",
     "Accepted",
     "Command",
     "DescribeActivity",
     "Described",
     "ErrorCode",
     "Rejected",
+    "Replies",
     "Reply",
+    "ReportActivities",
     "ReportActivity",
+    "Request",
     "ReviseActivity",
     "WithdrawActivity",
     "decode_command",
@@ -96,6 +100,30 @@ class DescribeActivity(_Command, tag="describe"):
 
 Command = ReportActivity | ReviseActivity | WithdrawActivity | DescribeActivity
 
+MAX_BATCH = 500
+"""The most reports one :class:`ReportActivities` request may carry."""
+
+
+class ReportActivities(
+    Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag="report_batch",
+    tag_field="command",
+):
+    """Many reports in one request: the bulk path an import takes.
+
+    Each report keeps its own command id, signature and reply, exactly as if it had been sent
+    alone; the batch only saves the round trips. Answered with :class:`Replies`.
+    """
+
+    commands: Annotated[list[ReportActivity], Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+Request = Command | ReportActivities
+"""Anything an office may send to intake."""
+
 ErrorCode = Literal[
     "invalid", "unknown_activity", "conflict", "withdrawn", "forbidden", "unavailable"
 ]
@@ -143,7 +171,13 @@ class Described(Struct, frozen=True, kw_only=True, tag="described", tag_field="o
     """The stream sequence of each event."""
 
 
-Reply = Accepted | Rejected | Described
+class Replies(Struct, frozen=True, kw_only=True, tag="replies", tag_field="outcome"):
+    """One reply per report of a :class:`ReportActivities`, in the same order."""
+
+    replies: list[Accepted | Rejected]
+
+
+Reply = Accepted | Rejected | Described | Replies
 
 
 def event_id_for(command: Command) -> str:
@@ -152,17 +186,17 @@ def event_id_for(command: Command) -> str:
 
 
 _encoder = msgspec.json.Encoder()
-_command_decoder = msgspec.json.Decoder(Command)
+_command_decoder = msgspec.json.Decoder(Request)
 _reply_decoder = msgspec.json.Decoder(Reply)
 
 
-def encode_command(command: Command) -> bytes:
+def encode_command(command: Request) -> bytes:
     """The message body of a command."""
     return _encoder.encode(command)
 
 
-def decode_command(data: bytes) -> Command:
-    """Decode a command body.
+def decode_command(data: bytes) -> Request:
+    """Decode a command body: one command, or a batch of reports.
 
     :raises msgspec.DecodeError: for bytes that are not JSON.
     :raises msgspec.ValidationError: for JSON that is not a valid command.

@@ -219,10 +219,15 @@ class EventStore:
             raise LedgerError(f"event {event.event_id}: {_NO_ACK_ADVICE}") from None
         return AppendResult(sequence=ack.seq, duplicate=bool(ack.duplicate))
 
-    async def append_many(self, items: Iterable[tuple[Envelope[Any], int]]) -> list[AppendOutcome]:
+    async def append_many(
+        self, items: Iterable[tuple[Envelope[Any], int]], *, find_duplicates: bool = True
+    ) -> list[AppendOutcome]:
         """Store many events, pipelined with at most ``window`` acknowledgements outstanding.
 
         :param items: ``(event, expected_sequence)`` pairs, as for :meth:`append`.
+        :param find_duplicates: look into the activity of each refused event for its id, to
+            tell a retried append (``duplicate``) from a ``conflict``. A caller that loads the
+            activity after a conflict anyway (intake) saves the look by turning it off.
         :returns: one outcome per event, in input order; one event's failure raises nothing.
         """
         pipeline = AckPipeline(self.nc, self.window, self.timeout)
@@ -234,10 +239,26 @@ class EventStore:
             acks = await pipeline.settle([future for _, _, future in sent])
         finally:
             await pipeline.close()
-        return [
-            await self._outcome(event, expected, ack)
-            for (event, expected, _), ack in zip(sent, acks, strict=True)
-        ]
+        # A refused append may need a look at its activity (a duplicate in disguise?); those
+        # looks run side by side, a bounded number at a time.
+        looks = asyncio.Semaphore(64)
+
+        async def outcome(event: Envelope[Any], expected: int, ack: Ack) -> AppendOutcome:
+            if ack.ok:
+                return await self._outcome(event, expected, ack)
+            if not find_duplicates and ack.error_code == _WRONG_LAST_SEQUENCE:
+                return AppendOutcome(event.event_id, "conflict", 0, ack.description)
+            async with looks:
+                return await self._outcome(event, expected, ack)
+
+        return list(
+            await asyncio.gather(
+                *(
+                    outcome(event, expected, ack)
+                    for (event, expected, _), ack in zip(sent, acks, strict=True)
+                )
+            )
+        )
 
     async def _outcome(self, event: Envelope[Any], expected: int, ack: Ack) -> AppendOutcome:
         if ack.ok:
@@ -297,14 +318,23 @@ class EventStore:
         return LoadedActivity([self.decode(raw) for raw in await self._load_raw(activity_id)])
 
     async def _load_raw(self, activity_id: str) -> list[RawMessage]:
-        subject = self.ns.activity_filter(activity_id)
+        # The last message on the wildcard says whether the activity exists, and on which
+        # office's subject, in one request the server answers from its subject index. The
+        # walk then follows that literal subject: a ``next_by_subj`` on a wildcard makes the
+        # server scan the stream from the start (measured: a re-run import of 10,000 lines
+        # took 53 s that way).
+        try:
+            last = await self.js.get_last_msg(self.ns.stream, self.ns.activity_filter(activity_id))
+        except nats.js.errors.NotFoundError:
+            return []
         found: list[RawMessage] = []
         seq = 1
         while True:
-            try:
-                msg = await self.js.get_msg(self.ns.stream, seq=seq, subject=subject, next=True)
-            except nats.js.errors.NotFoundError:
-                return found
+            msg = (
+                last
+                if seq == last.seq
+                else await self.js.get_msg(self.ns.stream, seq=seq, subject=last.subject, next=True)
+            )
             found.append(
                 RawMessage(
                     sequence=msg.seq,
@@ -314,6 +344,8 @@ class EventStore:
                     data=msg.data or b"",
                 )
             )
+            if msg.seq >= last.seq:
+                return found
             seq = msg.seq + 1
 
     def decode(self, raw: RawMessage) -> Recorded:

@@ -27,8 +27,11 @@ from events.commands import (
     DescribeActivity,
     Described,
     Rejected,
+    Replies,
     Reply,
+    ReportActivities,
     ReportActivity,
+    Request,
     ReviseActivity,
     WithdrawActivity,
     decode_reply,
@@ -199,7 +202,7 @@ class OfficeClient:
             activity_id=activity_id,
         )
         reply = await self.request(ask)
-        if isinstance(reply, Described):
+        if isinstance(reply, Described | Replies):
             return reply
         raise_for(reply, activity_id)
         raise IntakeUnavailableError(f"unexpected answer to describe: {reply}")
@@ -241,14 +244,16 @@ class OfficeClient:
         signature = sign_hash(seed, content_hash(decision.event))
         return msgspec.structs.replace(command, signature=signature)
 
-    def _office_of(self, command: Command) -> str:
+    def _office_of(self, command: Request) -> str:
         if self.office is not None:
             return self.office
+        if isinstance(command, ReportActivities):
+            return command.commands[0].activity.office
         if isinstance(command, ReportActivity):
             return command.activity.office
         raise LedgerError("give the office to send revisions and withdrawals as (--office)")
 
-    async def request(self, command: Command) -> Reply:
+    async def request(self, command: Request) -> Reply:
         """Send a command, retrying unanswered attempts, and return intake's reply as it is.
 
         :raises IntakeUnavailableError: when no intake answers after every attempt.
@@ -290,9 +295,13 @@ class OfficeClient:
         )
 
     async def send_many(
-        self, items: Iterable[tuple[T, Command]], window: int = 256
+        self, items: Iterable[tuple[T, Command]], window: int = 256, batch: int = 100
     ) -> AsyncIterator[tuple[T, Reply]]:
         """Send many commands with at most ``window`` awaiting their reply; yield each reply.
+
+        Reports of one office travel ``batch`` at a time in one request
+        (:class:`ReportActivities`), each still with its own command id, signature and reply;
+        other commands travel alone.
 
         :param items: ``(key, command)`` pairs; the key comes back with the reply, e.g. the
             line number of an imported record.
@@ -300,31 +309,55 @@ class OfficeClient:
         :raises IntakeUnavailableError: when intake stops answering; the commands not yet
             answered may or may not be stored, and sending them again is safe.
         """
+        Sent = list[tuple[T, Reply]]
 
-        async def one(key: T, command: Command) -> tuple[T, Reply]:
-            try:
-                command = await self.signed(command)
-            except (InvalidEventError, ActivityNotFoundError, ActivityWithdrawnError) as exc:
-                return key, rejection_for(exc)
-            return key, await self.request(command)
+        async def send(group: list[tuple[T, Command]]) -> Sent:
+            ready: list[tuple[T, Command]] = []
+            answered: Sent = []
+            for key, command in group:
+                try:
+                    ready.append((key, await self.signed(command)))
+                except (InvalidEventError, ActivityNotFoundError, ActivityWithdrawnError) as exc:
+                    answered.append((key, rejection_for(exc)))
+            if len(ready) == 1 or (ready and not isinstance(ready[0][1], ReportActivity)):
+                answered += [(key, await self.request(command)) for key, command in ready]
+            elif ready:
+                reports = ReportActivities(commands=[c for _, c in ready])  # type: ignore[misc]
+                reply = await self.request(reports)
+                replies = reply.replies if isinstance(reply, Replies) else [reply] * len(ready)
+                answered += [(key, r) for (key, _), r in zip(ready, replies, strict=True)]
+            return answered
 
-        pending: set[asyncio.Task[tuple[T, Reply]]] = set()
+        groups: dict[str, list[tuple[T, Command]]] = {}
+        pending: set[asyncio.Task[Sent]] = set()
+        in_flight = max(1, window // max(batch, 1))
         try:
             for key, command in items:
-                if len(pending) >= window:
+                if isinstance(command, ReportActivity):
+                    group = groups.setdefault(self._office_of(command), [])
+                    group.append((key, command))
+                    if len(group) < batch:
+                        continue
+                    del groups[self._office_of(command)]
+                else:
+                    group = [(key, command)]
+                while len(pending) >= in_flight:
                     done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
-                        yield task.result()
-                pending.add(asyncio.create_task(one(key, command)))
+                        for answer in task.result():
+                            yield answer
+                pending.add(asyncio.create_task(send(group)))
+            pending |= {asyncio.create_task(send(group)) for group in groups.values()}
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    yield task.result()
+                    for answer in task.result():
+                        yield answer
         finally:
             for task in pending:
                 task.cancel()
 
-    def _subject(self, command: Command) -> str:
+    def _subject(self, command: Request) -> str:
         return self.ns.intake(self._office_of(command))
 
 
@@ -332,7 +365,7 @@ def raise_for(reply: Reply, activity_id: str) -> Accepted:
     """The acceptance, or the ledger error that stands for the refusal."""
     if isinstance(reply, Accepted):
         return reply
-    if isinstance(reply, Described):
+    if isinstance(reply, Described | Replies):
         raise IntakeUnavailableError(f"intake described {activity_id} instead of acting on it")
     match reply.code:
         case "invalid":

@@ -34,7 +34,9 @@ from events.commands import (
     Accepted,
     Command,
     Rejected,
+    Replies,
     Reply,
+    ReportActivities,
     ReportActivity,
     decode_command,
     encode_reply,
@@ -98,18 +100,65 @@ class Intake:
         return encode_reply(reply)
 
     async def reply_to(self, subject: str, data: bytes) -> Reply:
-        """Decide and, when accepted, append one command.
+        """Decide and, when accepted, append one command (or each report of a batch).
 
         :raises LedgerError: when the stream cannot be read or written.
         """
         office = subject.rpartition(".")[2]
         try:
-            command = decode_command(data)
+            request = decode_command(data)
         except msgspec.ValidationError as exc:
             field, message = split_validation_error(exc)
             return Rejected(code="invalid", message=message, field=field)
         except msgspec.DecodeError as exc:
             return Rejected(code="invalid", message=f"the command is not JSON: {exc}")
+        if isinstance(request, ReportActivities):
+            return await self._reply_to_batch(office, request.commands)
+        return await self._reply_to_command(office, request)
+
+    async def _reply_to_batch(self, office: str, commands: list[ReportActivity]) -> Replies:
+        """Each report decided alone, the new ones appended together through the pipeline.
+
+        A report the pipeline cannot store as is (its id is taken, perhaps by an earlier try
+        of the same command, or the stream did not answer) goes the single-command way, which
+        loads the activity and decides again.
+        """
+        now = utc_now()
+        registry = self.keys.current() if self.keys is not None else None
+        replies: list[Accepted | Rejected | None] = []
+        appends: list[tuple[int, Append]] = []
+        for index, command in enumerate(commands):
+            decision = decide(command, office, _NOTHING, self.ref, now, registry)
+            if isinstance(decision, Append):
+                appends.append((index, decision))
+                replies.append(None)
+            else:
+                replies.append(decision)  # type: ignore[arg-type]
+        outcomes = await self.store.append_many(
+            [(decision.event, decision.expected_sequence) for _, decision in appends],
+            find_duplicates=False,  # a refused report is loaded and decided again below
+        )
+        again: list[int] = []
+        for (index, decision), outcome in zip(appends, outcomes, strict=True):
+            if outcome.status in ("stored", "duplicate"):
+                replies[index] = Accepted(
+                    event_id=decision.event.event_id,
+                    activity_id=decision.event.activity_id,
+                    sequence=outcome.sequence,
+                    version=decision.version,  # a report is always its activity's version 1
+                    duplicate=outcome.status == "duplicate",
+                )
+            else:
+                again.append(index)
+        # A re-run import lands here for every line: decide those again side by side.
+        answers = await asyncio.gather(
+            *(self._reply_to_command(office, commands[index]) for index in again)
+        )
+        for index, reply in zip(again, answers, strict=True):
+            replies[index] = reply  # type: ignore[assignment]
+        return Replies(replies=[reply for reply in replies if reply is not None])
+
+    async def _reply_to_command(self, office: str, command: Command) -> Reply:
         activity_id = _activity_id(command)
         if not is_token(activity_id):
             # Checked before loading: the id becomes a token of the subject filter.
