@@ -90,6 +90,10 @@ def open_reader(path: Path) -> sqlite3.Connection:
         raise FileNotFoundError(f"no projection at {path}; run `ledger up` or `ledger rebuild`")
     conn = sqlite3.connect(f"file:{pathname2url(str(real))}?mode=ro", uri=True)
     conn.execute("PRAGMA busy_timeout = 10000")
+    # Reading the file through a memory map saves a read(2) per page: the country summary's
+    # SQL took 20-45% less time at 200k events (bench/query.py). It is address space, not
+    # memory of this process; the pages are the OS's file cache.
+    conn.execute("PRAGMA mmap_size = 1073741824")
     return conn
 
 
