@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.rebuild $(BENCH_ARGS)
 	$(BIN)/python -m bench.import $(BENCH_ARGS)
 	$(BIN)/python -m bench.query $(BENCH_ARGS)
+	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .ledger .pytest_cache .ruff_cache

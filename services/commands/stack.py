@@ -83,6 +83,7 @@ def up(
         target = db or live_path(settings.data_dir)
         api.bind()
         click.echo(f"ledger up: read-only API {api.url} over {target} (OpenAPI at /schema)")
+        click.echo(f"dashboard: {api.url}/")
         click.echo("Ctrl-C to stop.")
         creds = credentials_for(settings, "query")
         run_async(serve_file(target, api, settings.nats_url, creds))
@@ -93,6 +94,7 @@ def up(
         where = "embedded" if runtime.embedded else "external"
         click.echo(f"ledger up: NATS {runtime.nats_url} ({where}), data in {settings.data_dir}")
         click.echo(f"query API: {runtime.api_url} (OpenAPI at {runtime.api_url}/schema)")
+        click.echo(f"dashboard: {runtime.api_url}/")
         click.echo("Ctrl-C to stop.")
 
     run_async(run_stack(settings, stack_components(settings), on_ready=ready, api=api))

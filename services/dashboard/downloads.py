@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from litestar import Request, Response, get
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 
 from projections import queries
 from projections.answers import ActivityItem, AsOf, Cell
@@ -44,9 +44,7 @@ def _every_activity(request: Request, **filters: Any) -> tuple[list[ActivityItem
     cursor: str | None = None
     as_of: AsOf | None = None
     while True:
-        page = queries.list_activities(
-            conn, **filters, cursor=cursor, limit=queries.MAX_LIMIT
-        )
+        page = queries.list_activities(conn, **filters, cursor=cursor, limit=queries.MAX_LIMIT)
         as_of = as_of or page.as_of
         items.extend(page.items)
         cursor = page.next_cursor
@@ -65,12 +63,12 @@ def _text(value: str | None) -> str | None:
 )
 async def activities_csv(
     request: Request,
-    q: str | None = None,
-    country: str | None = None,
-    programme: str | None = None,
-    year: str | None = None,
-    kind: str | None = None,
-    status: str | None = None,
+    q: FromQuery[str | None] = None,
+    country: FromQuery[str | None] = None,
+    programme: FromQuery[str | None] = None,
+    year: FromQuery[str | None] = None,
+    kind: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
 ) -> Response:
     """Every activity matching the filters (those of the search page) as CSV."""
     items, as_of = _every_activity(
@@ -90,13 +88,17 @@ def _multi_country(items: list[ActivityItem]) -> Iterator[ActivityItem]:
     return (item for item in items if item.multi_country and item.status == "active")
 
 
-@get("/csv/{summary:str}/{key:str}/{part:str}", opt={"query": frozenset({"year"})}, include_in_schema=False)
+@get(
+    "/csv/{summary:str}/{key:str}/{part:str}",
+    opt={"query": frozenset({"year"})},
+    include_in_schema=False,
+)
 async def summary_csv(
     request: Request,
     summary: FromPath[str],
     key: FromPath[str],
     part: FromPath[str],
-    year: str | None = None,
+    year: FromQuery[str | None] = None,
 ) -> Response:
     """One list of a country's, programme's or year's page, e.g. ``/csv/country/KAZ/by_year``."""
     scope = summary  # ``scope`` is a name Litestar keeps for the ASGI scope
@@ -110,7 +112,9 @@ async def summary_csv(
         narrowed = parse_year(key)
         if narrowed is None:
             raise BadParameterError("year", "give a year, e.g. /csv/year/2020/by_country")
-    filename = f"{scope}-{key}-{part}.csv" if narrowed is None else f"{scope}-{key}-{narrowed}-{part}.csv"
+    filename = (
+        f"{scope}-{key}-{part}.csv" if narrowed is None else f"{scope}-{key}-{narrowed}-{part}.csv"
+    )
     if part == "multi_country":
         filters = {scope: narrowed if scope == "year" else key, "year": narrowed}
         items, as_of = _every_activity(request, **filters)

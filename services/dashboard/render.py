@@ -8,12 +8,14 @@ are built here, never by string pasting in templates, so that a page viewed with
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import jinja2
 from litestar import MediaType, Response
+from markupsafe import Markup, escape
 
 from projections.answers import AsOf
 from services.dashboard.format import (
@@ -28,11 +30,20 @@ __all__ = ["Page", "href", "provenance_href", "render"]
 
 PROVENANCE_KEYS = ("country", "programme", "year")
 
+# Codes, years and metric names need no quoting; skipping ``quote`` for them matters on a page
+# of a thousand figure links (a year's page at 100k events).
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]*")
+
+
+def _value(value: Any) -> str:
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else quote(text, safe="")
+
 
 def href(path: str, **params: Any) -> str:
     """A local URL: ``path`` with the given query parameters, leaving out empty ones."""
-    kept = {k: v for k, v in params.items() if v is not None and v != ""}
-    return path + ("?" + urlencode(kept) if kept else "")
+    query = "&".join(f"{k}={_value(v)}" for k, v in params.items() if v is not None and v != "")
+    return f"{path}?{query}" if query else path
 
 
 def segment(value: Any) -> str:
@@ -57,6 +68,16 @@ class Page:
     def provenance(self, metric: str, **keys: Any) -> str | None:
         """The link listing what makes up one figure; ``None`` for a figure no rollup keeps."""
         return provenance_href(metric, asked=self.asked, **keys)
+
+    def figure(self, value: float | int, metric: str, **keys: Any) -> Markup:
+        """A figure as text, linked to its provenance when the projection keeps it."""
+        text = format_number(value)
+        target = self.provenance(metric, **keys)
+        if target is None:
+            return Markup(text)
+        # Markup.format would escape field by field; at a thousand links a page that shows.
+        title = escape(f"Where {text} {metric_unit(metric)} come from")
+        return Markup(f'<a class="fig" href="{escape(target)}" title="{title}">{text}</a>')
 
     @property
     def mismatch(self) -> bool:

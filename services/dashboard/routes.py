@@ -14,7 +14,7 @@ import sqlite3
 from typing import Annotated, Any
 
 from litestar import MediaType, Request, Response, get
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from events.errors import ActivityNotFoundError
 from events.reference import load_reference
@@ -54,7 +54,7 @@ AsOfSequence = Annotated[
     int | None,
     QueryParameter(ge=0, description="The sequence the reader wants the page to reflect"),
 ]
-Text = str | None
+Text = FromQuery[str | None]
 """Form fields arrive as text, empty when left blank; each page parses its own."""
 
 
@@ -215,7 +215,10 @@ def _summary_page(
     chart_title = f"{metric_label(chosen)} {breakdowns[0]['part'].replace('_', ' ')}"
     if breakdowns[0]["key"] == "year":
         chart = column_chart(
-            cell_bars(chart_cells, chosen), chart_id="chart", title=chart_title, unit=metric_unit(chosen)
+            cell_bars(chart_cells, chosen),
+            chart_id="chart",
+            title=chart_title,
+            unit=metric_unit(chosen),
         )
     else:
         shown = top_cells(chart_cells, ROW_CHART_MOST, chosen)
@@ -409,7 +412,11 @@ async def provenance(
     ]
     return render(
         "provenance.html",
-        Page(f"{metric_label(answer.metric)}: where the figure comes from", answer.as_of, as_of_sequence),
+        Page(
+            f"{metric_label(answer.metric)}: where the figure comes from",
+            answer.as_of,
+            as_of_sequence,
+        ),
         answer=answer,
         where=", ".join(where) or "all countries, programmes and years",
         items=answer.items[:PROVENANCE_SHOWN],

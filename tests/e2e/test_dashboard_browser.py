@@ -1,0 +1,174 @@
+"""The dashboard in a real browser: Debian's Chromium, driven by Playwright, over a live server.
+
+The server is the API's app (dashboard included) under uvicorn on a free loopback port, over the
+seeded projection of tests/query_seed.py, so the figures are those worked out there. Each test
+saves a screenshot of what it saw under its own temporary directory.
+
+Playwright is pointed at the system Chromium; nothing here downloads a browser. Without
+/usr/bin/chromium or the playwright package the tests are skipped, saying which is missing
+(`.ci/run` installs Chromium when it can).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from services.api import create_app
+from tests.query_seed import seed_projection
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does)",
+    ),
+]
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'"
+)
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard over the seeded projection, served from a thread of this process."""
+    live = tmp_path_factory.mktemp("dashboard") / "projections" / "ledger.db"
+    seed_projection(live)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(live), lifespan="off", log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the dashboard's server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless system Chromium."""
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str) -> Iterator[Any]:
+    """A fresh tab at desktop size that refuses every request off this server."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base_url)
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    tab = context.new_page()
+    yield tab
+    context.close()
+    # Nothing a page shows may come from anywhere else: the machines may have no internet.
+    assert [url for url in requested if not url.startswith(base_url)] == []
+
+
+def shoot(page: Any, tmp_path: Path, name: str) -> Path:
+    """Save what the page shows now, whole, and return the file."""
+    target = tmp_path / f"{name}.png"
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
+    return target
+
+
+def test_overview_shows_totals_chart_and_status(page: Any, tmp_path: Path):
+    page.goto("/")
+
+    assert page.title() == "Overview · Activity Ledger"
+    assert page.get_by_role("heading", level=1).inner_text() == "Technical cooperation at a glance"
+    status = page.get_by_test_id("status").inner_text()
+    assert "sequence 7" in status and "Quarantined 0" in status
+    chart = page.get_by_role("img", name="Activities per year")
+    assert chart.is_visible()
+    assert chart.locator("rect").count() == 2
+    assert page.get_by_test_id("as-of-sequence").inner_text() == "7"
+    shoot(page, tmp_path, "overview")
+
+
+def test_a_person_reaches_a_country_and_sees_its_figures(page: Any, tmp_path: Path):
+    page.goto("/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Countries").click()
+    page.get_by_role("link", name="Kazakhstan").first.click()
+
+    assert page.url.endswith("/countries/KAZ")
+    assert page.get_by_role("heading", level=1).inner_text() == "Kazakhstan"
+    assert page.get_by_test_id("total-people_trained").inner_text() == "631"
+    note = page.get_by_test_id("multi-country-note")
+    assert note.is_visible() and "not in Kazakhstan's totals" in note.inner_text()
+    assert page.get_by_role("link", name="Regional workshop on border control").count() >= 1
+    shoot(page, tmp_path, "country")
+
+
+def test_clicking_a_figure_lists_the_activities_behind_it(page: Any, tmp_path: Path):
+    page.goto("/countries/KAZ")
+
+    page.get_by_test_id("total-people_trained").get_by_role("link").click()
+
+    page.wait_for_url("**/provenance?country=KAZ&metric=people_trained")
+    assert page.get_by_test_id("provenance-total").inner_text() == "631"
+    rows = page.locator("tr[data-activity]")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.activity)") == [
+        "CYBER-SHARED",
+        "KAZ-TRAINING-1",
+        "MULTI-1",
+    ]
+    assert "listed only" in rows.nth(2).inner_text()
+    shoot(page, tmp_path, "provenance")
+
+
+def test_search_by_words_and_a_filter(page: Any, tmp_path: Path):
+    page.goto("/search")
+
+    page.get_by_label("Words").fill("trigger")
+    page.get_by_label("Kind").select_option("operation")
+    page.get_by_role("button", name="Search").click()
+
+    page.wait_for_url("**/search?q=trigger*")
+    results = page.locator("table.activities tbody tr")
+    assert results.count() == 1
+    assert "Firearms operation" in results.first.inner_text()
+    assert page.get_by_label("Words").input_value() == "trigger"
+    shoot(page, tmp_path, "search")
+
+
+def test_keyboard_and_narrow_screen(browser: Any, base_url: str, tmp_path: Path):
+    context = browser.new_context(viewport={"width": 375, "height": 800}, base_url=base_url)
+    tab = context.new_page()
+    tab.goto("/countries/KAZ")
+
+    tab.keyboard.press("Tab")
+    focused = tab.evaluate("document.activeElement.textContent")
+    width = tab.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+
+    assert focused == "Skip to content"
+    assert width[0] <= width[1], "the page scrolls sideways on a narrow screen"
+    shoot(tab, tmp_path, "country-narrow")
+    context.close()

@@ -1,0 +1,40 @@
+"""The activity page reads its history from a real stream: who, when, what changed and why."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+
+from events.store import EventStore
+from services.api import create_app
+from tests.factories import make_reported, make_revised, sealed
+from tests.query_seed import seed_projection
+
+
+async def test_activity_page_shows_each_event_with_its_reason(store: EventStore, tmp_path: Path):
+    live = tmp_path / "projections" / "ledger.db"
+    seed_projection(live)
+    reported = await store.append(sealed(make_reported()), expected_sequence=0)
+    await store.append(
+        sealed(make_revised(metrics={"people_trained": 575})), expected_sequence=reported.sequence
+    )
+
+    # httpx's ASGI transport runs the app on this loop, where the NATS client lives.
+    transport = httpx.ASGITransport(app=create_app(live, store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ledger") as client:
+        response = await client.get("/activities/KAZ-TRAINING-1")
+
+    assert response.status_code == 200
+    html = response.text
+    history = html[html.index('id="history"') :]
+    # Check the two events, oldest first, each with its actor and type.
+    assert re.findall(r"<strong>(Reported|Revised)</strong>", history) == ["Reported", "Revised"]
+    assert history.count("by <strong>test@example.org</strong>") == 2
+    # Check the revision says what changed and why.
+    assert "corrected against the final attendance list" in history
+    assert re.search(
+        r"<th scope=\"row\">metrics</th><td>\{[^<]*571[^<]*</td><td>\{[^<]*575", history
+    )
+    assert 'data-testid="history-note"' not in html

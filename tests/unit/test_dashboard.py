@@ -1,0 +1,310 @@
+"""The dashboard's pages on the seeded projection (tests/query_seed.py), via the TestClient.
+
+Figures are the seed's, worked out by hand here: Kazakhstan trained 571 in 2020 (KAZ-TRAINING-1)
+and 60% of CYBER-SHARED's 100 in 2021, so 631 in all; MULTI-1 names it without shares, so it is
+listed apart and counted in no country; WITHDRAWN-1 counts nowhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from services.api import create_app
+from services.dashboard.charts import Bar, column_chart, nice_ticks, row_chart
+from services.dashboard.format import format_number
+from tests.query_seed import seed_projection
+
+PAGES = [
+    "/",
+    "/countries",
+    "/programmes",
+    "/years",
+    "/countries/KAZ",
+    "/countries/Kazakhstan?year=2021",
+    "/programmes/GENERAL",
+    "/programmes/GPCC?year=2021",
+    "/years/2020",
+    "/activities/KAZ-TRAINING-1",
+    "/activities/WITHDRAWN-1",
+    "/provenance?country=KAZ&metric=people_trained",
+    "/provenance?metric=*",
+    "/search",
+    "/search?q=trigger&country=&programme=&year=&kind=&status=",
+]
+
+KAZ_TRAINED = 571 + 100 * 60 // 100
+KAZ_2020_TRAINED = 571
+COUNTED_ACTIVITIES = 4  # KAZ-TRAINING-1, CYBER-SHARED, MULTI-1, UZB-OP-1; not WITHDRAWN-1
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    live = tmp_path / "projections" / "ledger.db"
+    seed_projection(live)
+    with TestClient(app=create_app(live, wait=0.3)) as test_client:
+        yield test_client
+
+
+def get_html(client: TestClient, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def text_of(html: str, name: str) -> str:
+    """The text of the element with ``data-testid=name``, tags stripped (none nests itself)."""
+    found = re.search(rf'<(\w+)[^>]*data-testid="{re.escape(name)}"[^>]*>(.*?)</\1>', html, re.S)
+    assert found, f"no {name} in the page"
+    return re.sub(r"<[^>]+>", "", found.group(2)).strip()
+
+
+def section(html: str, heading_id: str) -> str:
+    """The HTML of the section whose heading has ``id=heading_id``."""
+    start = html.index(f'id="{heading_id}"')
+    return html[start : html.index("</section>", start)]
+
+
+# -- every page --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_every_page_renders_and_says_its_sequence(client: TestClient, url: str):
+    html = get_html(client, url)
+
+    assert text_of(html, "as-of-sequence") == "7"
+    assert "<main" in html and '<nav aria-label="Main">' in html
+    assert "Not the sequence you asked for" not in html
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_link_nowhere_outside_the_ledger(client: TestClient, url: str):
+    html = get_html(client, url)
+
+    targets = re.findall(r'(?:src|href|action)="([^"]*)"', html)
+    assert targets
+    assert [t for t in targets if not t.startswith(("/", "#"))] == []
+    assert "http://" not in html and "https://" not in html
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_every_list_downloads_as_csv(client: TestClient, url: str):
+    html = get_html(client, url)
+
+    for link in re.findall(r'class="download" href="([^"]+)"', html):
+        response = client.get(link.replace("&amp;", "&"))
+        assert response.status_code == 200, (link, response.text)
+        assert response.headers["content-type"].startswith(("text/csv", "application/json"))
+
+
+def test_the_dashboard_has_no_route_that_writes(client: TestClient, tmp_path: Path):
+    app = create_app(tmp_path / "none.db")
+    while not isinstance(app, Litestar):  # unwrap the HEAD-as-GET (and any other) wrapper
+        app = app.app
+    methods = {
+        method
+        for route in app.routes
+        for handler in route.route_handlers
+        for method in (handler.http_methods or ())
+    }
+
+    assert methods <= {"GET", "HEAD", "OPTIONS"}
+    assert "<form" in get_html(client, "/search")
+    for url in PAGES:
+        assert 'method="post"' not in get_html(client, url).lower()
+    assert client.post("/search", data={"q": "x"}).status_code == 405
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+def test_overview_shows_headline_totals_and_status(client: TestClient):
+    html = get_html(client, "/")
+
+    assert f">{COUNTED_ACTIVITIES}</a>" in section(html, "headline")
+    totals = section(html, "metric-totals")
+    assert re.search(r"Firearms seized.*?>250</a>", totals, re.S)
+    # Globally CYBER-SHARED counts whole and MULTI-1 counts: 571 + 100 + 30.
+    assert re.search(r"People trained.*?>701</a>", totals, re.S)
+    assert re.sub(r"\s+", " ", text_of(html, "status")) == (
+        "Projection at sequence 7 Lag unknown (no stream connection) Quarantined 0"
+    )
+    assert 'role="img"' in html and "<title" in section(html, "per-year")
+
+
+def test_country_page_shows_its_figures_formatted(client: TestClient):
+    html = get_html(client, "/countries/KAZ")
+
+    assert text_of(html, "total-people_trained") == format_number(KAZ_TRAINED) == "631"
+    assert text_of(html, "total-activities") == "2"
+    by_year = section(html, "by-year")
+    assert re.search(rf"2020</a></th>.*?>{KAZ_2020_TRAINED}</a>", by_year, re.S)
+    assert re.search(r"2021</a></th>.*?>60</a>", by_year, re.S)
+
+    narrowed = get_html(client, "/countries/KAZ?year=2020")
+    assert text_of(narrowed, "total-people_trained") == "571"
+
+
+def test_country_page_lists_multi_country_activities_apart_with_the_reason(client: TestClient):
+    html = get_html(client, "/countries/KAZ")
+
+    note = re.sub(r"\s+", " ", text_of(html, "multi-country-note"))
+    assert "not in Kazakhstan's totals" in note
+    apart = section(html, "multi-country")
+    assert "/activities/MULTI-1" in apart
+    assert "/activities/KAZ-TRAINING-1" not in apart
+    assert "KAZ, UZB, KGZ" in apart
+
+
+def test_a_figure_links_to_the_activities_that_make_it_up(client: TestClient):
+    html = get_html(client, "/countries/KAZ")
+    link = re.search(r'href="([^"]+)"[^>]*>631</a>', html)
+    assert link
+    assert link.group(1) == "/provenance?country=KAZ&amp;metric=people_trained"
+
+    provenance = get_html(client, link.group(1).replace("&amp;", "&"))
+
+    assert text_of(provenance, "provenance-total") == "631"
+    assert re.findall(r'data-activity="([^"]+)"', provenance) == [
+        "CYBER-SHARED",
+        "KAZ-TRAINING-1",
+        "MULTI-1",
+    ]
+    assert "listed only: multi-country without shares" in provenance
+
+
+def test_programme_and_year_pages_count_multi_country_activities(client: TestClient):
+    general = get_html(client, "/programmes/GENERAL?year=2020")
+    assert text_of(general, "total-people_trained") == format_number(571 + 30)
+    assert "count in these totals" in text_of(general, "multi-country-note")
+
+    year = get_html(client, "/years/2021")
+    assert text_of(year, "total-firearms_seized") == "250"
+    assert text_of(year, "total-participants") == "50"
+
+
+def test_activity_page_shows_state_source_and_why_history_is_missing(client: TestClient):
+    html = get_html(client, "/activities/KAZ-TRAINING-1")
+
+    assert text_of(html, "activity-status") == "Active"
+    assert text_of(html, "source") == "SG report 2021 (A/76, item 109), paragraph 30"
+    assert "no NATS connection" in text_of(html, "history-note")
+    assert "Judges and prosecutors trained on asset recovery." in html
+
+    withdrawn = get_html(client, "/activities/WITHDRAWN-1")
+    assert text_of(withdrawn, "activity-status") == "Withdrawn"
+    assert "reported twice by mistake" in withdrawn
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("q=trigger", ["UZB-OP-1"]),
+        ("kind=operation&year=", ["UZB-OP-1"]),
+        ("country=UZB&year=2021", ["CYBER-SHARED", "UZB-OP-1"]),
+        ("programme=GPCC", ["CYBER-SHARED"]),
+        ("status=withdrawn", ["WITHDRAWN-1"]),
+        ("q=nothing-like-this", []),
+    ],
+)
+def test_search_finds_by_words_and_filters(client: TestClient, query: str, expected: list[str]):
+    html = get_html(client, f"/search?{query}")
+
+    results = section(html, "activities") if 'id="activities"' in html else ""
+    assert re.findall(r'<span class="code">([^<]+)</span>', results) == expected
+
+
+def test_activity_csv_lists_every_match(client: TestClient):
+    response = client.get("/csv/activities?country=KAZ")
+
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [row["activity_id"] for row in rows] == [
+        "CYBER-SHARED",
+        "KAZ-TRAINING-1",
+        "MULTI-1",
+        "WITHDRAWN-1",
+    ]
+    assert response.headers["x-as-of-sequence"] == "7"
+    multi = client.get("/csv/country/KAZ/multi_country").text
+    assert [row["activity_id"] for row in csv.DictReader(io.StringIO(multi))] == ["MULTI-1"]
+
+
+# -- as of, and refusals -----------------------------------------------------------------------
+
+
+def test_a_page_asked_for_another_sequence_says_so(client: TestClient):
+    older = get_html(client, "/countries/KAZ?as_of_sequence=3")
+    assert "You asked for the ledger as of sequence 3, but this projection holds" in re.sub(
+        r"\s+", " ", older
+    )
+    assert "ledger replay --until-seq 3" in older
+    assert 'href="/years/2020?as_of_sequence=3"' in older
+
+    same = get_html(client, "/countries/KAZ?as_of_sequence=7")
+    assert "Not the sequence you asked for" not in same
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("/countries/Atlantis", 404, "unknown country"),
+        ("/activities/NO-SUCH", 404, "no activity"),
+        ("/countries/KAZ?colour=blue", 400, "unknown query parameter"),
+        ("/search?year=twenty", 400, "is not a year"),
+        ("/countries/KAZ?metric=cocaine_seized_kg", 400, "no figures of"),
+    ],
+)
+def test_refusals_are_pages_that_say_what_is_wrong(
+    client: TestClient, url: str, status: int, words: str
+):
+    response = client.get(url)
+
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert words in response.text
+
+
+# -- charts and numbers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("top", "ticks"),
+    [
+        (0, [0, 1]),
+        (1, [0, 1]),
+        (4, [0, 1, 2, 3, 4]),
+        (97, [0, 20, 40, 60, 80, 100]),
+        (571, [0, 200, 400, 600]),
+        (2.5, [0, 1, 2, 3]),
+    ],
+)
+def test_gridlines_fall_on_round_numbers(top: float, ticks: list[float]):
+    assert nice_ticks(top) == ticks
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(571, "571"), (2440.0, "2,440"), (4_500_000.0, "4,500,000"), (13.2, "13.2"), (0.125, "0.12")],
+)
+def test_numbers_get_thousands_separators(value: float, text: str):
+    assert format_number(value) == text
+
+
+@pytest.mark.parametrize("draw", [column_chart, row_chart])
+def test_charts_are_labelled_svg_with_a_tooltip_per_bar(draw):
+    bars = [Bar("2020", 97), Bar("<2021>", 37)]
+
+    svg = draw(bars, chart_id="c", title="Activities per year", unit="activities")
+
+    assert svg.startswith('<svg class="chart"') and 'role="img"' in svg
+    assert 'aria-labelledby="c-t c-d"' in svg and '<title id="c-t">Activities per year' in svg
+    assert svg.count("<rect") == 2 and svg.count("<title>") == 2
+    assert "&lt;2021&gt;: 37 activities" in svg
