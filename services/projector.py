@@ -117,17 +117,44 @@ class Projector:
             await self._follow_switch()
             return await self._catch_up()
 
-    async def watch(self, stop: asyncio.Event, interval: float = 0.5) -> None:
-        """Follow a switch of the live file even while no new events arrive, until ``stop``."""
+    async def watch(
+        self, stop: asyncio.Event, interval: float = 0.5, stalled_after: float = 2.0
+    ) -> None:
+        """Until ``stop``: follow a switch of the live file, and never fall behind for long.
+
+        The durable consumer normally delivers every event. When the stream is ahead and the
+        checkpoint has not moved for ``stalled_after`` seconds, the watch catches up through
+        the ordered consumer itself; the durable consumer's later deliveries of those events
+        are then skipped by the checkpoint. This is what keeps the projector from getting
+        stuck when a delivery path stalls: FastStream 0.7.8's pull loop lets a plain
+        ``asyncio.TimeoutError`` from nats-py's ``fetch`` escape (it catches only nats-py's
+        own ``TimeoutError``), and the restarted loop has been seen to deliver nothing more.
+        """
+        behind_since: float | None = None
+        seen = -1
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            if not stop.is_set():
-                try:
+            if stop.is_set():
+                break
+            try:
+                async with self._lock:
+                    await self._follow_switch()
+                    checkpoint = self._applier().checkpoint()
+                last = await self.store.last_sequence()
+                now = asyncio.get_running_loop().time()
+                if last <= checkpoint:
+                    behind_since = None
+                elif behind_since is None or checkpoint != seen:
+                    behind_since = now  # behind, but moving: give the consumer its time
+                elif now - behind_since >= stalled_after:
                     async with self._lock:
-                        await self._follow_switch()
-                except Exception:
-                    _log.exception("following the live projection failed; retrying")
+                        applied = await self._catch_up(until=last)
+                    _log.warning("deliveries stalled; caught up %d events directly", applied)
+                    behind_since = None
+                seen = checkpoint
+            except Exception:
+                _log.exception("watching the live projection failed; retrying")
 
     async def handle(self, messages: list[Msg]) -> None:
         """Apply one delivered batch, then acknowledge it; never raise.

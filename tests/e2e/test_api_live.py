@@ -78,7 +78,7 @@ async def report(stack: Stack, activity_id: str, trained: int, countries=("KAZ",
 async def get_at_least(stack: Stack, url: str, sequence: int) -> dict:
     """GET with min_sequence, honouring 503 + Retry-After as a client should (a loaded machine
     can keep the projector behind for longer than the API's bounded wait)."""
-    for _ in range(4):
+    for _ in range(15):
         response = await stack.api.get(f"{url}?min_sequence={sequence}")
         if response.status_code != 503:
             break
