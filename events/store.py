@@ -239,32 +239,29 @@ class EventStore:
             acks = await pipeline.settle([future for _, _, future in sent])
         finally:
             await pipeline.close()
+        outcomes: list[AppendOutcome | None] = [
+            _stored(event, ack) if ack.ok else None
+            for (event, _, _), ack in zip(sent, acks, strict=True)
+        ]
         # A refused append may need a look at its activity (a duplicate in disguise?); those
-        # looks run side by side, a bounded number at a time.
+        # looks run side by side, a bounded number at a time. Stored ones need no task.
         looks = asyncio.Semaphore(64)
 
-        async def outcome(event: Envelope[Any], expected: int, ack: Ack) -> AppendOutcome:
-            if ack.ok:
-                return await self._outcome(event, expected, ack)
+        async def refused(index: int) -> None:
+            event, expected, _ = sent[index]
+            ack = acks[index]
             if not find_duplicates and ack.error_code == _WRONG_LAST_SEQUENCE:
-                return AppendOutcome(event.event_id, "conflict", 0, ack.description)
+                outcomes[index] = AppendOutcome(event.event_id, "conflict", 0, ack.description)
+                return
             async with looks:
-                return await self._outcome(event, expected, ack)
+                outcomes[index] = await self._outcome(event, expected, ack)
 
-        return list(
-            await asyncio.gather(
-                *(
-                    outcome(event, expected, ack)
-                    for (event, expected, _), ack in zip(sent, acks, strict=True)
-                )
-            )
-        )
+        await asyncio.gather(*(refused(i) for i, o in enumerate(outcomes) if o is None))
+        return [o for o in outcomes if o is not None]
 
     async def _outcome(self, event: Envelope[Any], expected: int, ack: Ack) -> AppendOutcome:
         if ack.ok:
-            return AppendOutcome(
-                event.event_id, "duplicate" if ack.duplicate else "stored", ack.sequence
-            )
+            return _stored(event, ack)
         if ack.error_code == NO_ACK:
             return AppendOutcome(event.event_id, "error", 0, _NO_ACK_ADVICE)
         result = await self._rejected(ack.error_code, ack.description, event, expected)
@@ -438,6 +435,10 @@ class EventStore:
         finally:
             done = True
             await _quietly_unsubscribe(sub)
+
+
+def _stored(event: Envelope[Any], ack: Ack) -> AppendOutcome:
+    return AppendOutcome(event.event_id, "duplicate" if ack.duplicate else "stored", ack.sequence)
 
 
 def _sequence_and_time(reply: str) -> tuple[int, int]:
