@@ -184,14 +184,9 @@ def _decide_report(
 def _decide_revise(
     command: ReviseActivity, office: str, loaded: LoadedActivity, ref: Reference, now: dt.datetime
 ) -> Decision:
-    state = _existing(command.activity_id, loaded)
-    if state.activity.office != office:
-        return _forbidden(office, state.activity.office, command.activity_id)
-    if previous := _previous_outcome(command, loaded):
-        return previous
-    check_reason(command.reason)
-    if stale := _stale(command.expected_version, state):
-        return stale
+    state = _changeable(command, office, loaded)
+    if not isinstance(state, ActivityState):
+        return state
     if state.withdrawn:
         raise ActivityWithdrawnError(command.activity_id)
     candidate = apply_edits(state.activity, command.changes)
@@ -202,16 +197,28 @@ def _decide_revise(
     payload = ActivityRevised(
         activity_id=command.activity_id, changes=effective, reason=command.reason
     )
-    return Append(
-        _seal(payload, command, office, now, prev=state.last_hash),
-        expected_sequence=state.last_sequence,
-        version=state.version + 1,
-    )
+    return _next_event(payload, command, office, now, state)
 
 
 def _decide_withdraw(
     command: WithdrawActivity, office: str, loaded: LoadedActivity, now: dt.datetime
 ) -> Decision:
+    state = _changeable(command, office, loaded)
+    if not isinstance(state, ActivityState):
+        return state
+    check_can_withdraw(state)
+    payload = ActivityWithdrawn(activity_id=command.activity_id, reason=command.reason)
+    return _next_event(payload, command, office, now, state)
+
+
+def _changeable(
+    command: ReviseActivity | WithdrawActivity, office: str, loaded: LoadedActivity
+) -> ActivityState | Accepted | Rejected:
+    """The activity a revision or withdrawal may change, or the reply that ends it here.
+
+    The order matters: the office's right first, then a retry's first outcome (before any
+    rule that the retry's own earlier success would now break), then the reason and version.
+    """
     state = _existing(command.activity_id, loaded)
     if state.activity.office != office:
         return _forbidden(office, state.activity.office, command.activity_id)
@@ -220,8 +227,13 @@ def _decide_withdraw(
     check_reason(command.reason)
     if stale := _stale(command.expected_version, state):
         return stale
-    check_can_withdraw(state)
-    payload = ActivityWithdrawn(activity_id=command.activity_id, reason=command.reason)
+    return state
+
+
+def _next_event(
+    payload: Any, command: Command, office: str, now: dt.datetime, state: ActivityState
+) -> Append:
+    """Append ``payload`` as the activity's next event, chained to its last one."""
     return Append(
         _seal(payload, command, office, now, prev=state.last_hash),
         expected_sequence=state.last_sequence,
