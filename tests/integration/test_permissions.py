@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
 from collections.abc import AsyncIterator, Iterator
@@ -215,7 +216,12 @@ async def test_a_new_office_can_connect_at_once_after_office_add(secured) -> Non
     assert added.reloaded_pid is None
     embedded_server(settings).reload(server.pid)
     nc = await _connect_when_reloaded(settings, "office-PO_HND", server.url)
-    await nc.close()
+    await nc.flush()  # a round trip: the server took the new key
+    assert nc.is_connected
+    # Seen once in CI: closing raised CancelledError from a transport the server had already
+    # closed during its reload. The test is about connecting, which succeeded above.
+    with contextlib.suppress(asyncio.CancelledError):
+        await nc.close()
 
 
 def _forget_user(settings: Settings, name: str) -> None:
