@@ -254,14 +254,15 @@ class EventStore:
                 outcomes[index] = AppendOutcome(event.event_id, "conflict", 0, ack.description)
                 return
             async with looks:
-                outcomes[index] = await self._outcome(event, expected, ack)
+                outcomes[index] = await self._refused_outcome(event, expected, ack)
 
         await asyncio.gather(*(refused(i) for i, o in enumerate(outcomes) if o is None))
         return [o for o in outcomes if o is not None]
 
-    async def _outcome(self, event: Envelope[Any], expected: int, ack: Ack) -> AppendOutcome:
-        if ack.ok:
-            return _stored(event, ack)
+    async def _refused_outcome(
+        self, event: Envelope[Any], expected: int, ack: Ack
+    ) -> AppendOutcome:
+        """The outcome of an append the stream did not store as asked."""
         if ack.error_code == NO_ACK:
             return AppendOutcome(event.event_id, "error", 0, _NO_ACK_ADVICE)
         result = await self._rejected(ack.error_code, ack.description, event, expected)
