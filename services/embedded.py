@@ -152,20 +152,38 @@ class EmbeddedNats:
         if process.stderr:
             process.stderr.close()
 
-    def reload(self, pid: int | None = None) -> None:
+    def reload(self, pid: int | None = None, timeout: float = 10.0) -> None:
         """Write the configuration again and have the running server reload it (SIGHUP).
 
+        Returns once the server says in its log that it applied the new configuration: a
+        client that connects while the server re-registers its accounts can be closed under it
+        (seen in CI), so "reloaded" must mean done.
+
         :param pid: the server's process id, when another process started it (``runtime.json``).
-        :raises EmbeddedNatsError: when no such server runs.
+        :raises EmbeddedNatsError: when no such server runs, it refuses the configuration, or it
+            does not confirm within ``timeout`` seconds.
         """
         pid = pid or self.pid
         if pid is None:
             raise EmbeddedNatsError("no embedded nats-server runs to reload")
         self._write_config()
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         try:
             os.kill(pid, signal.SIGHUP)
         except ProcessLookupError:
             raise EmbeddedNatsError(f"the nats-server (pid {pid}) is not running") from None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            outcome = _reload_outcome(self.log_path, offset)
+            if outcome == _RELOADED:
+                return
+            if outcome is not None:
+                raise EmbeddedNatsError(f"nats-server refused its new configuration: {outcome}")
+            time.sleep(0.02)
+        raise EmbeddedNatsError(
+            f"nats-server (pid {pid}) did not confirm the reload within {timeout:g}s; "
+            f"see {self.log_path}"
+        )
 
     def kill(self) -> None:
         """Kill the server with SIGKILL and reap it: a crash, for failure tests."""
@@ -200,3 +218,24 @@ def _answers(url: str) -> bool:
             return sock.recv(4).startswith(b"INFO")
     except OSError:
         return False
+
+
+_RELOADED = "reloaded"
+
+
+def _reload_outcome(log_path: Path, offset: int) -> str | None:
+    """What the server logged about a reload after ``offset``: ``_RELOADED``, its error, or None.
+
+    nats-server logs one of two lines when it has handled a SIGHUP.
+    """
+    if not log_path.exists():
+        return None
+    with log_path.open("rb") as log:
+        log.seek(offset)
+        for line in log.read().decode(errors="replace").splitlines():
+            if "Reloaded server configuration" in line:
+                return _RELOADED
+            _, failed, reason = line.partition("Failed to reload server configuration: ")
+            if failed:
+                return reason
+    return None

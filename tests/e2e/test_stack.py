@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.demo import DATASET
-from services.embedded import EmbeddedNats
+from services.embedded import EmbeddedNats, EmbeddedNatsError
 from services.exit_codes import ExitCode
 from services.runtime import read_runtime
 
@@ -204,3 +205,18 @@ def test_demo_serves_until_ctrl_c(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     assert proc.returncode == 0
+
+
+def test_a_reload_the_server_refuses_is_an_error_and_the_server_keeps_running(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedNats(tmp_path / "nats", server_name="reload-e2e") as server:
+        server.reload()  # the same configuration: confirmed, no error
+        server.extra_config = "max_payload: {"  # not even parseable
+        with pytest.raises(EmbeddedNatsError, match="refused its new configuration"):
+            server.reload()
+        assert server.process is not None and server.process.poll() is None
+        # The old configuration still serves: a client still gets the server's INFO line.
+        host, port = server.url.removeprefix("nats://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            assert sock.recv(4) == b"INFO"
