@@ -5,7 +5,8 @@ applier is what both the live projector and a rebuild run), keeps it in a cache 
 the next run, serves the API with uvicorn in a child process, and drives it with a small
 keep-alive HTTP/1.1 client of raw sockets (much cheaper than an HTTP library, so the client
 takes little of the two cores from the server). It measures the country summary and a
-filtered activity list, and the same query functions called in-process: the baseline.
+filtered activity list, with the read model's kept answers and with none kept, and the same
+query functions called in-process: the baseline.
 
     python -m bench.query --events 200000
 """
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.synthetic import synthetic_events
@@ -29,6 +32,7 @@ from projections import queries
 from projections.apply import Applier
 from projections.db import open_reader, open_writer
 from projections.schema import SCHEMA_VERSION, create_indexes
+from services.read_model import DEFAULT_KEPT
 
 COUNTRY = "/v1/countries/{country}"
 ACTIVITIES = "/v1/activities?country={country}&year=2015&limit=50"
@@ -71,14 +75,19 @@ def build(path: Path, events: int) -> None:
     print(f"built {path}: {events:,} events in {time.perf_counter() - started:.0f} s")
 
 
-def serve(path: Path, port: int) -> None:
-    """Run the API over ``path`` on loopback (the child process)."""
+def serve(path: Path, port: int, kept: int) -> None:
+    """Run the API over ``path`` on loopback (the child process), as ``ledger up`` serves it.
+
+    :param kept: answers the read model keeps; 0 computes every answer.
+    """
     import uvicorn
 
     from services.api import create_app
 
+    app = create_app(path, kept=kept)
+    # `ledger up` runs on asyncio's own loop; uvicorn would pick uvloop when it is installed.
     uvicorn.run(
-        create_app(path), host="127.0.0.1", port=port, log_level="warning", access_log=False
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="asyncio"
     )
 
 
@@ -160,9 +169,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--kept", type=int, default=DEFAULT_KEPT, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.kept)
         return
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     path = args.cache_dir / f"query-{args.events}.db"
@@ -171,10 +181,35 @@ def main() -> None:
     countries = [cell.country for cell in queries.list_countries(conn).items][:50]
     conn.close()
     baseline = in_process(path, countries, min(args.seconds, 5.0))
-    port = _free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "bench.query", "--serve", str(path), "--port", str(port)]
+    print(
+        f"{args.events:,} events, {args.connections} keep-alive connections, "
+        f"{args.seconds:.0f} s per endpoint, one uvicorn worker; the same 50 countries in turn"
     )
+    # Kept answers are what readers meet between two projector commits; with none kept, every
+    # request runs its query, as right after a commit.
+    for regime, kept in (("answers kept", DEFAULT_KEPT), ("none kept", 0)):
+        print(f" {regime}:")
+        with _server(path, kept) as port:
+            for name, template in (("country summary", COUNTRY), ("activity list", ACTIVITIES)):
+                paths = [template.format(country=c) for c in countries]
+                asyncio.run(drive(port, paths, 1.0, args.connections))  # warm-up
+                latencies = asyncio.run(drive(port, paths, args.seconds, args.connections))
+                rate = len(latencies) / args.seconds
+                raw_rate, raw_p99 = baseline[name]
+                print(
+                    f"  {name:<16} HTTP p50 {statistics.median(latencies) * 1000:6.2f} ms"
+                    f"  p99 {_percentile(latencies, 0.99) * 1000:6.2f} ms  {rate:8,.0f} req/s"
+                    f"  | in-process {raw_rate:8,.0f} calls/s (p99 {raw_p99 * 1000:.2f} ms)"
+                    f"  ratio {rate / raw_rate:.2f}"
+                )
+
+
+@contextlib.contextmanager
+def _server(path: Path, kept: int) -> Iterator[int]:
+    """The API over ``path`` in a child process; its port."""
+    port = _free_port()
+    command = [sys.executable, "-m", "bench.query", "--serve", str(path), "--port", str(port)]
+    child = subprocess.Popen([*command, "--kept", str(kept)])
     try:
         for _ in range(100):
             try:
@@ -182,22 +217,7 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        print(
-            f"{args.events:,} events, {args.connections} keep-alive connections, "
-            f"{args.seconds:.0f} s per endpoint, one uvicorn worker"
-        )
-        for name, template in (("country summary", COUNTRY), ("activity list", ACTIVITIES)):
-            paths = [template.format(country=c) for c in countries]
-            asyncio.run(drive(port, paths, 1.0, args.connections))  # warm-up
-            latencies = asyncio.run(drive(port, paths, args.seconds, args.connections))
-            rate = len(latencies) / args.seconds
-            raw_rate, raw_p99 = baseline[name]
-            print(
-                f"  {name:<16} HTTP p50 {statistics.median(latencies) * 1000:6.2f} ms"
-                f"  p99 {_percentile(latencies, 0.99) * 1000:6.2f} ms  {rate:8,.0f} req/s"
-                f"  | in-process {raw_rate:8,.0f} calls/s (p99 {raw_p99 * 1000:.2f} ms)"
-                f"  ratio {rate / raw_rate:.2f}"
-            )
+        yield port
     finally:
         child.terminate()
         child.wait(10)

@@ -47,7 +47,7 @@ from projections.answers import (
 from projections.errors import BadParameterError, NotYetError, QueryError, UnknownKeyError
 from replay.history import HistoryEntry, activity_history
 from services.dashboard import dashboard_router
-from services.read_model import DEFAULT_WAIT, ReadModel
+from services.read_model import DEFAULT_KEPT, DEFAULT_WAIT, ReadModel
 from services.tables import to_csv
 
 __all__ = ["EXCEPTION_HANDLERS", "ErrorBody", "History", "create_app"]
@@ -197,7 +197,8 @@ def _csv(items: list[Any], kind: type[msgspec.Struct], as_of: AsOf) -> Response:
     )
 
 
-def _check_query(request: Request) -> None:
+async def _check_query(request: Request) -> None:
+    # async: Litestar would run a plain function in a thread, for every request.
     allowed = request.route_handler.opt.get("query", _COMMON)
     for name in request.query_params:
         if name not in allowed:
@@ -219,7 +220,7 @@ async def countries(
     request: Request, year: Year = None, min_sequence: MinSequence = 0, format: Format = "json"
 ) -> CellList:
     """Every country with activities, its totals per metric and counts."""
-    answer = queries.list_countries(await _model(request).at_least(min_sequence), year)
+    answer = await _model(request).query(min_sequence, queries.list_countries, year)
     return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer
 
 
@@ -228,7 +229,7 @@ async def country(
     request: Request, country: FromPath[str], year: Year = None, min_sequence: MinSequence = 0
 ) -> Summary:
     """One country (ISO3 or UN name): totals, multi-country activities, by year and programme."""
-    return queries.country_summary(await _model(request).at_least(min_sequence), country, year)
+    return await _model(request).query(min_sequence, queries.country_summary, country, year)
 
 
 @_route("/v1/programmes", "year", csv=True)
@@ -236,7 +237,7 @@ async def programmes(
     request: Request, year: Year = None, min_sequence: MinSequence = 0, format: Format = "json"
 ) -> CellList:
     """Every programme with activities, its totals per metric and counts."""
-    answer = queries.list_programmes(await _model(request).at_least(min_sequence), year)
+    answer = await _model(request).query(min_sequence, queries.list_programmes, year)
     return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer
 
 
@@ -245,7 +246,7 @@ async def programme(
     request: Request, programme: FromPath[str], year: Year = None, min_sequence: MinSequence = 0
 ) -> Summary:
     """One programme: totals, multi-country activities, by year and by country."""
-    return queries.programme_summary(await _model(request).at_least(min_sequence), programme, year)
+    return await _model(request).query(min_sequence, queries.programme_summary, programme, year)
 
 
 @_route("/v1/years", csv=True)
@@ -253,7 +254,7 @@ async def years(
     request: Request, min_sequence: MinSequence = 0, format: Format = "json"
 ) -> CellList:
     """Every year with activities, its totals per metric and counts."""
-    answer = queries.list_years(await _model(request).at_least(min_sequence))
+    answer = await _model(request).query(min_sequence, queries.list_years)
     return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer
 
 
@@ -266,7 +267,7 @@ async def year(
     """One year: totals, multi-country activities, by country and by programme."""
     if not (year.isascii() and year.isdigit()):
         raise BadParameterError("year", f"{year!r} is not a year; give e.g. 2020")
-    return queries.year_summary(await _model(request).at_least(min_sequence), int(year))
+    return await _model(request).query(min_sequence, queries.year_summary, int(year))
 
 
 @_route(
@@ -297,8 +298,9 @@ async def activities(
     format: Format = "json",
 ) -> ActivityPage:
     """Activities matching every filter, by id, a page at a time (cursor pagination)."""
-    answer = queries.list_activities(
-        await _model(request).at_least(min_sequence),
+    answer = await _model(request).query(
+        min_sequence,
+        queries.list_activities,
         country=country,
         programme=programme,
         year=year,
@@ -322,7 +324,7 @@ async def activity(
     request: Request, activity_id: FromPath[str], min_sequence: MinSequence = 0
 ) -> ActivityDetail:
     """The current state of one activity."""
-    return queries.get_activity(await _model(request).at_least(min_sequence), activity_id)
+    return await _model(request).query(min_sequence, queries.get_activity, activity_id)
 
 
 @_route("/v1/activities/{activity_id:str}/history", csv=False)
@@ -357,8 +359,9 @@ async def provenance(
     format: Format = "json",
 ) -> Provenance:
     """The activities and event ids that make up one figure; their values sum to ``total``."""
-    answer = queries.provenance(
-        await _model(request).at_least(min_sequence),
+    answer = await _model(request).query(
+        min_sequence,
+        queries.provenance,
         country=country,
         programme=programme,
         year=year,
@@ -421,6 +424,7 @@ def create_app(
     store: EventStore | None = None,
     *,
     wait: float = DEFAULT_WAIT,
+    kept: int = DEFAULT_KEPT,
     debug: bool = False,
 ) -> Any:
     """The API over the projection at ``db_path``, as an ASGI app.
@@ -429,6 +433,7 @@ def create_app(
     :param store: the EventStore for history and the stream's last sequence; ``None`` for a
         server of a file alone: history then answers 503.
     :param wait: the longest ``min_sequence`` waits, in seconds.
+    :param kept: how many answers to keep until the projection changes; 0 keeps none.
     """
     app = Litestar(
         route_handlers=[
@@ -457,6 +462,6 @@ def create_app(
         ),
         debug=debug,
     )
-    app.state.read_model = ReadModel(db_path, wait=wait)
+    app.state.read_model = ReadModel(db_path, wait=wait, kept=kept)
     app.state.store = store
     return _HeadAsGet(app)

@@ -43,7 +43,7 @@ QUEUE = "ledger-query"
 _MAX_IN_FLIGHT = 64
 
 
-class _Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class _Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     min_sequence: int | None = None
 
 
@@ -170,7 +170,7 @@ class QueryService:
             raise UnknownKeyError("query", f"unknown query {name!r}; one of {list(QUERY_NAMES)}")
         kind, query = _QUERIES[name]
         params = msgspec.json.decode(data or b"{}", type=kind)
-        return query(await self.read_model.at_least(params.min_sequence), params)
+        return await self.read_model.query(params.min_sequence, query, params)
 
     async def serve(self, nc: NATS, prefix: str, stop: asyncio.Event) -> None:
         """Answer ``<prefix>.query.*`` in the queue group until ``stop`` is set."""

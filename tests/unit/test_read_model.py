@@ -1,0 +1,71 @@
+"""The read side's handle: kept answers never outlive a change to the projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from projections import queries
+from projections.apply import Applier
+from projections.db import new_database_path, open_writer, switch_live
+from services.read_model import ReadModel
+from tests.factories import make_reported, sealed
+from tests.query_seed import raw_messages, seed_events, seed_projection
+
+# Kazakhstan in the seed ledger (tests/query_seed.py): 571 trained alone, 60% of 100 shared.
+KAZ_TRAINED = 571 + 60
+NEW_KAZ = make_reported(activity_id="KAZ-NEW", metrics={"people_trained": 12})
+
+
+def _apply(path: Path, messages: list) -> None:
+    conn = open_writer(path)
+    try:
+        Applier(conn).apply(messages)
+    finally:
+        conn.close()
+
+
+async def test_an_answer_is_given_again_until_the_projector_commits(tmp_path: Path) -> None:
+    live = tmp_path / "ledger.db"
+    real = seed_projection(live)
+    model = ReadModel(live)
+    first = await model.query(None, queries.country_summary, "KAZ")
+    again = await model.query(None, queries.country_summary, "KAZ")
+    assert first.totals["people_trained"] == again.totals["people_trained"] == KAZ_TRAINED
+    # Another connection commits, as the projector does: the next answer must include it.
+    _apply(real, raw_messages([sealed(NEW_KAZ)], first=len(seed_events()) + 1))
+    after = await model.query(None, queries.country_summary, "KAZ")
+    assert after.totals["people_trained"] == KAZ_TRAINED + 12
+    assert after.as_of.sequence == len(seed_events()) + 1
+    model.close()
+
+
+async def test_different_arguments_get_their_own_answers(tmp_path: Path) -> None:
+    live = tmp_path / "ledger.db"
+    seed_projection(live)
+    model = ReadModel(live)
+    kaz = await model.query(None, queries.country_summary, "KAZ")
+    uzb = await model.query(None, queries.country_summary, "UZB")
+    kaz_2021 = await model.query(None, queries.country_summary, "KAZ", 2021)
+    page = await model.query(None, queries.list_activities, country="UZB", limit=1)
+    # Uzbekistan: 40% of CYBER-SHARED's 100 trained; Kazakhstan in 2021: 60% of it.
+    assert (kaz.country, uzb.country) == ("KAZ", "UZB")
+    assert uzb.totals["people_trained"] == 40
+    assert kaz_2021.totals == {"people_trained": 60, "participants": 30}
+    assert len(page.items) == 1 and page.next_cursor
+    model.close()
+
+
+async def test_a_switch_to_a_rebuilt_file_is_seen_at_once(tmp_path: Path) -> None:
+    live = tmp_path / "ledger.db"
+    seed_projection(live)
+    model = ReadModel(live)
+    before = await model.query(None, queries.country_summary, "KAZ")
+    # A rebuild writes a new file holding one event, then repoints the link.
+    rebuilt = new_database_path(tmp_path)
+    _apply(rebuilt, raw_messages([sealed(NEW_KAZ)]))
+    switch_live(live, rebuilt)
+    after = await model.query(None, queries.country_summary, "KAZ")
+    assert before.totals["people_trained"] == KAZ_TRAINED
+    assert after.totals == {"people_trained": 12}
+    assert after.as_of.sequence == 1
+    model.close()
