@@ -1,9 +1,9 @@
 """The read side's handle on the live projection: one read-only connection that follows switches.
 
 A rebuild repoints the live link at a new file (``projections/db.py``). Before every query the
-handle resolves the link; when it points elsewhere, the handle opens the new file and closes
-the old connection. A query therefore runs wholly on the old file or wholly on the new one.
-It also waits, bounded, for the projection to reach a sequence a writer asks for, and keeps
+handle checks where the link points; when it points elsewhere, the handle opens the new file
+and closes the old connection. A query therefore runs wholly on the old file or wholly on the
+new one. It also waits, bounded, for the projection to reach a sequence a writer asks for, and keeps
 the answers to recent queries for as long as the projection has not changed: readers ask the
 same few questions (a country, the year list) far more often than the projector writes, and a
 kept answer costs one ``PRAGMA data_version`` instead of the query.
