@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import getpass
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, TypeVar
@@ -81,7 +82,7 @@ class OfficeClient:
         *,
         actor: str | None = None,
         timeout: float = 5.0,
-        attempts: int = 3,
+        patience: float = 30.0,
         seeds: dict[str, str] | None = None,
     ) -> None:
         """
@@ -91,7 +92,8 @@ class OfficeClient:
         :param namespace: whose intake to talk to.
         :param actor: recorded as who issued each command; :func:`default_actor` if not given.
         :param timeout: seconds to wait for one answer.
-        :param attempts: how many times a command is sent before giving up.
+        :param patience: seconds to keep sending a command again while it gets no answer or
+            an ``unavailable`` one: long enough to ride out a cluster electing a new leader.
         :param seeds: signing seeds by office; a command of an office found here is signed
             with its key (see :meth:`signed`).
         """
@@ -100,7 +102,7 @@ class OfficeClient:
         self.ns = namespace
         self.actor = actor or default_actor()
         self.timeout = timeout
-        self.attempts = attempts
+        self.patience = patience
         self.seeds = seeds or {}
         self.ref = load_reference()
 
@@ -256,15 +258,18 @@ class OfficeClient:
     async def request(self, command: Request) -> Reply:
         """Send a command, retrying unanswered attempts, and return intake's reply as it is.
 
-        :raises IntakeUnavailableError: when no intake answers after every attempt.
+        :raises IntakeUnavailableError: when intake has not taken it within :attr:`patience`.
         :raises PermissionDeniedError: when the server refuses these credentials the subject.
         """
         subject = self._subject(command)
         data = encode_command(command)
         reason = "no answer"
-        for attempt in range(self.attempts):
+        deadline = time.monotonic() + self.patience
+        attempt = 0
+        while attempt == 0 or time.monotonic() < deadline:
             if attempt:
                 await asyncio.sleep(min(0.2 * 2**attempt, 2.0))
+            attempt += 1
             try:
                 # A publish the server refuses would only time out; refused_or raises
                 # PermissionDeniedError as soon as the server says so.
@@ -290,8 +295,8 @@ class OfficeClient:
                 continue
             return reply
         raise IntakeUnavailableError(
-            f"intake did not take the command after {self.attempts} attempts ({reason}); "
-            "running the same command again is safe"
+            f"intake did not take the command in {self.patience:g}s, {attempt} attempts "
+            f"({reason}); running the same command again is safe"
         )
 
     async def send_many(
