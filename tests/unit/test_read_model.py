@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from projections import queries
 from projections.apply import Applier
-from projections.db import new_database_path, open_writer, switch_live
+from projections.db import new_database_path, open_writer, resolve, switch_live
 from services.read_model import ReadModel
 from tests.factories import make_reported, sealed
 from tests.query_seed import raw_messages, seed_events, seed_projection
@@ -14,6 +17,22 @@ from tests.query_seed import raw_messages, seed_events, seed_projection
 # Kazakhstan in the seed ledger (tests/query_seed.py): 571 trained alone, 60% of 100 shared.
 KAZ_TRAINED = 571 + 60
 NEW_KAZ = make_reported(activity_id="KAZ-NEW", metrics={"people_trained": 12})
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Path:
+    """The live link of a projection holding the seed ledger."""
+    path = tmp_path / "ledger.db"
+    seed_projection(path)
+    return path
+
+
+@pytest.fixture
+def model(live: Path) -> Iterator[ReadModel]:
+    """The read model over ``live``, answers kept."""
+    read_model = ReadModel(live)
+    yield read_model
+    read_model.close()
 
 
 def _apply(path: Path, messages: list) -> None:
@@ -24,25 +43,20 @@ def _apply(path: Path, messages: list) -> None:
         conn.close()
 
 
-async def test_an_answer_is_given_again_until_the_projector_commits(tmp_path: Path) -> None:
-    live = tmp_path / "ledger.db"
-    real = seed_projection(live)
-    model = ReadModel(live)
+async def test_an_answer_is_given_again_until_the_projector_commits(
+    live: Path, model: ReadModel
+) -> None:
     first = await model.query(None, queries.country_summary, "KAZ")
     again = await model.query(None, queries.country_summary, "KAZ")
     assert first.totals["people_trained"] == again.totals["people_trained"] == KAZ_TRAINED
     # Another connection commits, as the projector does: the next answer must include it.
-    _apply(real, raw_messages([sealed(NEW_KAZ)], first=len(seed_events()) + 1))
+    _apply(resolve(live), raw_messages([sealed(NEW_KAZ)], first=len(seed_events()) + 1))
     after = await model.query(None, queries.country_summary, "KAZ")
     assert after.totals["people_trained"] == KAZ_TRAINED + 12
     assert after.as_of.sequence == len(seed_events()) + 1
-    model.close()
 
 
-async def test_different_arguments_get_their_own_answers(tmp_path: Path) -> None:
-    live = tmp_path / "ledger.db"
-    seed_projection(live)
-    model = ReadModel(live)
+async def test_different_arguments_get_their_own_answers(model: ReadModel) -> None:
     kaz = await model.query(None, queries.country_summary, "KAZ")
     uzb = await model.query(None, queries.country_summary, "UZB")
     kaz_2021 = await model.query(None, queries.country_summary, "KAZ", 2021)
@@ -52,13 +66,11 @@ async def test_different_arguments_get_their_own_answers(tmp_path: Path) -> None
     assert uzb.totals["people_trained"] == 40
     assert kaz_2021.totals == {"people_trained": 60, "participants": 30}
     assert len(page.items) == 1 and page.next_cursor
-    model.close()
 
 
-async def test_a_switch_to_a_rebuilt_file_is_seen_at_once(tmp_path: Path) -> None:
-    live = tmp_path / "ledger.db"
-    seed_projection(live)
-    model = ReadModel(live)
+async def test_a_switch_to_a_rebuilt_file_is_seen_at_once(
+    live: Path, model: ReadModel, tmp_path: Path
+) -> None:
     before = await model.query(None, queries.country_summary, "KAZ")
     # A rebuild writes a new file holding one event, then repoints the link.
     rebuilt = new_database_path(tmp_path)
@@ -68,4 +80,3 @@ async def test_a_switch_to_a_rebuilt_file_is_seen_at_once(tmp_path: Path) -> Non
     assert before.totals["people_trained"] == KAZ_TRAINED
     assert after.totals == {"people_trained": 12}
     assert after.as_of.sequence == 1
-    model.close()
