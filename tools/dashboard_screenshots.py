@@ -30,6 +30,7 @@ from projections.db import ensure_live, open_writer
 from services.api import create_app
 from services.demo import read_dataset
 
+# tests/e2e/test_dashboard_browser.py launches Chromium the same way, from these.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -23,16 +23,7 @@ import uvicorn
 
 from services.api import create_app
 from tests.query_seed import seed_projection
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tools.dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.slow,
