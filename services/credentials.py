@@ -33,6 +33,7 @@ __all__ = [
     "ensure_users",
     "load_credentials",
     "load_users",
+    "load_users_file",
     "office_creds_path",
     "users_path",
 ]
@@ -110,9 +111,12 @@ def load_credentials(path: Path | str) -> Credentials:
 def load_users(data_dir: Path) -> list[User]:
     """Every user registered in the data directory, in the order they were added."""
     path = users_path(data_dir)
-    if not path.exists():
-        return []
-    entries = json.loads(path.read_text())["users"]
+    return load_users_file(path) if path.exists() else []
+
+
+def load_users_file(path: Path) -> list[User]:
+    """The users of a registry file (``users.json``), in the order they were added."""
+    entries = json.loads(Path(path).read_text())["users"]
     return [User(e["role"], e["public_key"], e.get("office")) for e in entries]
 
 

@@ -10,9 +10,15 @@ decides with :func:`services.decisions.decide`, appends with the expected sequen
 ``Accepted`` or ``Rejected``. It never lets an error escape: anything unexpected, such as a
 lost NATS connection, becomes an ``unavailable`` reply that is safe to retry.
 
+Intake holds two connections. The commands arrive on the ``intake-reply`` user's, which may
+publish to the offices' inboxes and nowhere else; the events go out on the ``intake`` user's,
+which may append but answers nothing. A command whose reply subject is not an inbox of the
+office it came from is dropped unread and logged, with no reply (``services/replies.py``).
+
 Run it with ``ledger up`` (as a stack component) or on its own::
 
-    python -m services.intake --nats-url nats://127.0.0.1:4222 --prefix ledger --stream LEDGER
+    python -m services.intake --nats-url nats://127.0.0.1:4222 --creds intake.nk \
+        --reply-creds intake-reply.nk --users users.json --key-registry registry.json
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import contextlib
 import logging
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import nats
 import nats.errors
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events.commands import (
@@ -46,9 +54,10 @@ from events.errors import Conflict, LedgerError
 from events.reference import Reference, load_reference
 from events.store import EventStore, LoadedActivity
 from events.subjects import Namespace, is_token
-from services.credentials import load_credentials
+from services.credentials import load_credentials, users_path
 from services.decisions import Append, decide, rejection_for, split_validation_error
 from services.office_keys import RegistryFile, registry_path
+from services.replies import ReplyGuard
 from services.stack import Ledger, connect
 from services.violations import refused_or
 
@@ -214,32 +223,50 @@ async def run_intake(
     workers: int = DEFAULT_WORKERS,
     ready: asyncio.Event | None = None,
     keys: RegistryFile | None = None,
+    replies: ReplyGuard | None = None,
+    reply_nc: NATS | None = None,
 ) -> None:
     """Serve intake until ``stop`` is set.
 
-    :param url: the NATS server; kept for symmetry with other components (the subscription
-        shares the store's connection).
+    :param url: the NATS server; kept for symmetry with other components.
     :param store: the stream to load from and append to.
     :param stop: set it to stop serving; commands in progress finish first.
     :param workers: commands handled at once.
     :param ready: set once the subscription is in place at the server.
     :param keys: the key registry that offices' signatures are checked against.
+    :param replies: which reply subjects may be answered; by default only nats-py's default
+        inboxes, as on a server without authentication.
+    :param reply_nc: the connection that receives commands and answers them, as the
+        ``intake-reply`` user; the store's own by default.
     """
     intake = Intake(store, keys=keys)
+    guard = replies if replies is not None else ReplyGuard("intake-reply")
+    front = reply_nc if reply_nc is not None else store.nc
     slots = asyncio.Semaphore(workers)
     running: set[asyncio.Task[None]] = set()
 
     async def answer(msg: Msg) -> None:
         try:
             data = await intake.handle(msg.subject, msg.data)
-            if msg.reply:
-                await msg.respond(data)
+            await front.publish(msg.reply, data)
         except nats.errors.Error:
             log.warning("could not reply to a command on %s", msg.subject)
         finally:
             slots.release()
 
     async def on_command(msg: Msg) -> None:
+        office = msg.subject.rpartition(".")[2]
+        if not guard.allows(msg.reply or None, office):
+            # Checked before anything is decided: a command that cannot be answered where
+            # its sender chose is not from a well-behaved client, and is not stored.
+            log.warning(
+                "violation: dropped a command on %s whose reply subject %.120r is not an "
+                "inbox of office %s",
+                msg.subject,
+                msg.reply,
+                office,
+            )
+            return
         # nats-py awaits this callback before delivering the next message, so waiting for a
         # free slot here is the back-pressure; the work itself runs as its own task.
         await slots.acquire()
@@ -247,14 +274,14 @@ async def run_intake(
         running.add(task)
         task.add_done_callback(running.discard)
 
-    sub = await store.nc.subscribe(
+    sub = await front.subscribe(
         store.ns.intake("*"),
         queue=f"{store.ns.prefix}-intake",
         cb=on_command,
         pending_msgs_limit=workers * 64,
     )
     try:
-        await store.nc.flush()
+        await front.flush()
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -266,10 +293,25 @@ async def run_intake(
 
 
 async def intake_component(ledger: Ledger, stop: asyncio.Event) -> None:
-    """The intake service as a part of ``ledger up``, connected as the intake role."""
-    keys = RegistryFile(registry_path(ledger.settings.data_dir))
-    async with ledger.connect_as("intake") as store:
-        await run_intake(ledger.url, store, stop, keys=keys)
+    """The intake service as a part of ``ledger up``, as the intake and intake-reply roles."""
+    data_dir = ledger.settings.data_dir
+    keys = RegistryFile(registry_path(data_dir))
+    async with (
+        ledger.connect_as("intake") as store,
+        ledger.connect_as("intake-reply") as front,
+    ):
+        # A server that checks credentials gives every office an inbox of its own.
+        users = users_path(data_dir) if ledger.credentials_for("intake-reply") else None
+        if users is not None and not users.exists():
+            log.warning("no registry of users at %s: intake will answer no office", users)
+        await run_intake(
+            ledger.url,
+            store,
+            stop,
+            keys=keys,
+            replies=ReplyGuard("intake-reply", users),
+            reply_nc=front.nc,
+        )
 
 
 async def _serve(args: Any) -> None:
@@ -278,7 +320,14 @@ async def _serve(args: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     creds = load_credentials(args.creds) if args.creds else None
+    reply_creds = load_credentials(args.reply_creds) if args.reply_creds else creds
+    if reply_creds is not None and not args.users:
+        raise SystemExit(
+            "intake: --users (or LEDGER_USERS) is required with credentials: it names each "
+            "office's inbox, the only place intake answers (creds/users.json of `ledger deploy`)"
+        )
     nc = await connect(args.nats_url, "ledger-intake-store", creds=creds)
+    front = await connect(args.nats_url, "ledger-intake-reply", creds=reply_creds)
     try:
         store = EventStore(nc, Namespace(prefix=args.prefix, stream=args.stream))
         # With intake's own credentials this only checks the stream: creating it is the
@@ -293,6 +342,8 @@ async def _serve(args: Any) -> None:
                 workers=args.workers,
                 ready=ready,
                 keys=RegistryFile(args.key_registry) if args.key_registry else None,
+                replies=ReplyGuard("intake-reply", Path(args.users) if args.users else None),
+                reply_nc=front,
             )
         )
         waiting = asyncio.create_task(ready.wait())
@@ -302,6 +353,7 @@ async def _serve(args: Any) -> None:
             print(f"intake ready on {store.ns.intake('*')}", flush=True)
         await serving
     finally:
+        await front.drain()
         await nc.drain()
 
 
@@ -319,6 +371,18 @@ def main(argv: list[str] | None = None) -> None:
         "--creds",
         default=os.environ.get("LEDGER_CREDS"),
         help="the intake role's NATS credentials [env LEDGER_CREDS]",
+    )
+    parser.add_argument(
+        "--reply-creds",
+        default=os.environ.get("LEDGER_REPLY_CREDS"),
+        help="the intake-reply role's NATS credentials, which receive and answer commands "
+        "[env LEDGER_REPLY_CREDS; default: --creds]",
+    )
+    parser.add_argument(
+        "--users",
+        default=os.environ.get("LEDGER_USERS"),
+        help="the registry of users (users.json) that names each office's inbox; required "
+        "with credentials [env LEDGER_USERS]",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

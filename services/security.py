@@ -8,6 +8,14 @@ Each user other than the admin receives replies only on an inbox of its own,
 ``_INBOX_<public key>``, so no office can read another office's replies. The prefix follows from
 the credentials alone (:func:`inbox_prefix_for`), so a client needs nothing else to find it.
 
+No user has ``allow_responses``. With it, nats-server lets a user publish once to the reply
+subject of any message it received, whatever its allow list says, so a service that could
+write the stream would write wherever a sender pointed its reply (NOTES.md, "Reply subjects
+are input"). The services that answer requests therefore answer from users of their own
+(``intake-reply``, ``query``) that may publish to nothing but the inboxes of the users they
+answer, listed one by one, and the service checks each reply subject as well
+(``services/replies.py``).
+
 The JetStream API subjects below were found by reading ``events/store.py``, nats-py and
 FastStream, then checked against nats-server 2.15 (``tests/integration/test_permissions.py``):
 a subject missing here shows up there as a "Permissions Violation".
@@ -18,7 +26,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from events.subjects import Namespace
 
@@ -29,14 +36,19 @@ __all__ = [
     "User",
     "accounts_config",
     "inbox_prefix_for",
+    "may_answer",
     "permissions_for",
+    "reply_inboxes",
 ]
 
 ACCOUNT = "LEDGER"
 """The one account every ledger user belongs to."""
 
-SERVICE_ROLES = ("admin", "intake", "projector", "query", "auditor")
-"""The roles with one user each; offices have one user per office."""
+SERVICE_ROLES = ("admin", "intake", "intake-reply", "projector", "query", "auditor")
+"""The roles with one user each; offices have one user per office.
+
+``intake`` appends to the stream; ``intake-reply`` receives the offices' commands and answers
+them, and may publish nowhere but the offices' inboxes."""
 
 ROLES = (*SERVICE_ROLES, "office")
 """Every role a user can have."""
@@ -88,17 +100,27 @@ def _reader(ns: Namespace) -> list[str]:
     ]
 
 
-def permissions_for(role: str, ns: Namespace, public_key: str, office: str | None = None) -> dict:
+def permissions_for(
+    role: str,
+    ns: Namespace,
+    public_key: str,
+    office: str | None = None,
+    *,
+    answers: Iterable[str] = (),
+) -> dict:
     """The nats-server ``permissions`` block of one user, as a dict.
 
     :param role: one of :data:`ROLES`.
     :param ns: the ledger's stream and subjects.
     :param public_key: the user's public nkey, which names its inbox.
     :param office: the office, for the office role.
+    :param answers: for the roles that answer requests (``intake-reply``, ``query``), the
+        inbox prefixes they may reply to; :func:`reply_inboxes` gives them.
     :raises ValueError: for an unknown role, or an office user without an office.
     """
     inbox = f"{inbox_prefix_for(public_key)}.>"
     stream = ns.stream
+    replies = [f"{prefix}.>" for prefix in answers]
     match role:
         case "admin":
             return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
@@ -108,13 +130,16 @@ def permissions_for(role: str, ns: Namespace, public_key: str, office: str | Non
             publish = [ns.intake(office)]
             subscribe = [inbox]
         case "intake":
+            # Appends only; the commands arrive on the intake-reply user's connection.
             publish = [
                 ns.activities,
                 f"$JS.API.STREAM.INFO.{stream}",
                 f"$JS.API.STREAM.MSG.GET.{stream}",
             ]
-            subscribe = [ns.intake("*"), inbox]
-            return _block(publish, subscribe, responses=True)
+            subscribe = [inbox]
+        case "intake-reply":
+            publish = replies
+            subscribe = [ns.intake("*")]
         case "projector":
             # nats-py's pull_subscribe looks the durable up, creates it by name if missing
             # (with its filter as a last token), then fetches and acknowledges.
@@ -129,24 +154,40 @@ def permissions_for(role: str, ns: Namespace, public_key: str, office: str | Non
             ]
             subscribe = [inbox]
         case "query":
-            publish = _reader(ns)
+            publish = [*_reader(ns), *replies]
             subscribe = [ns.query(">"), inbox]
-            return _block(publish, subscribe, responses=True)
         case "auditor":
             publish = _reader(ns)
             subscribe = [inbox]
         case _:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-    return _block(publish, subscribe)
+    # nats-server reads an empty allow list as no restriction at all, so "nothing" is a deny.
+    allowed = {"allow": publish} if publish else {"deny": [">"]}
+    return {"publish": allowed, "subscribe": {"allow": subscribe}}
 
 
-def _block(publish: list[str], subscribe: list[str], *, responses: bool = False) -> dict:
-    block: dict[str, Any] = {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
-    if responses:
-        # Replies go to the requester's reply subject, whatever its inbox prefix; the server
-        # allows one publish to it per request received, and only for a short while.
-        block["allow_responses"] = True
-    return block
+def may_answer(responder: str, user: User, office: str | None = None) -> bool:
+    """Whether a user of role ``responder`` may reply to ``user``'s inbox.
+
+    Intake (``intake-reply``) answers the offices, each only on its own commands when
+    ``office`` is given, and the admin, who may send for any office (as an import of several
+    offices does). The query service answers every user but itself. No other role answers.
+    """
+    match responder:
+        case "intake-reply":
+            own = user.role == "office" and office in (None, user.office)
+            return own or user.role == "admin"
+        case "query":
+            return user.role != "query"
+        case _:
+            return False
+
+
+def reply_inboxes(responder: str, users: Iterable[User], office: str | None = None) -> list[str]:
+    """The inbox prefixes a user of role ``responder`` may answer (see :func:`may_answer`)."""
+    return [
+        inbox_prefix_for(user.public_key) for user in users if may_answer(responder, user, office)
+    ]
 
 
 def accounts_config(users: Iterable[User], ns: Namespace) -> str:
@@ -154,12 +195,17 @@ def accounts_config(users: Iterable[User], ns: Namespace) -> str:
 
     No ``no_auth_user`` is set, so a client without valid credentials cannot connect.
     """
+    users = list(users)
     entries = []
     for user in users:
-        entry = {
-            "nkey": user.public_key,
-            "permissions": permissions_for(user.role, ns, user.public_key, user.office),
-        }
+        permissions = permissions_for(
+            user.role,
+            ns,
+            user.public_key,
+            user.office,
+            answers=reply_inboxes(user.role, users),
+        )
+        entry = {"nkey": user.public_key, "permissions": permissions}
         # JSON is valid nats-server configuration, and quotes subjects such as "$JS.API.>"
         # that would otherwise read as variable references.
         entries.append(f"      # {user.name}\n      {json.dumps(entry)}")

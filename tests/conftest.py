@@ -1,7 +1,12 @@
-"""Fixtures shared by every layer of tests: a real nats-server, a fresh stream per test."""
+"""Fixtures shared by every layer of tests: a real nats-server, a fresh stream per test.
+
+The ``secured`` fixtures run the embedded server with the generated users and permissions, as
+``ledger up`` does, for the tests of who may do what.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -11,7 +16,13 @@ from nats.aio.client import Client as NATS
 
 from events.store import EventStore
 from events.subjects import Namespace
+from services.access import credentials_for, embedded_server
+from services.config import Settings
+from services.credentials import users_path
 from services.embedded import EmbeddedNats
+from services.intake import run_intake
+from services.replies import ReplyGuard
+from services.stack import connect
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +54,55 @@ async def store(nc: NATS, namespace: Namespace) -> EventStore:
     event_store = EventStore(nc, namespace)
     await event_store.ensure_stream()
     return event_store
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, EmbeddedNats]]:
+    """The embedded server of a fresh data directory, with its users, and the LEDGER stream."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("secured"))
+    server = embedded_server(settings)
+    server.start()
+
+    async def create_stream() -> None:
+        nc = await connect(server.url, creds=credentials_for(settings, "admin"))
+        try:
+            await EventStore(nc).ensure_stream()
+        finally:
+            await nc.close()
+
+    asyncio.run(create_stream())
+    yield settings, server
+    server.stop()
+
+
+@pytest.fixture
+async def as_user(secured: tuple[Settings, EmbeddedNats]) -> AsyncIterator:
+    """Connect as a user of the data directory (``admin``, ``office-KAZ``, ...)."""
+    settings, server = secured
+    opened: list[NATS] = []
+
+    async def open_as(name: str) -> NATS:
+        nc = await connect(server.url, f"test-{name}", creds=credentials_for(settings, name))
+        opened.append(nc)
+        return nc
+
+    yield open_as
+    for nc in opened:
+        await nc.close()
+
+
+@pytest.fixture
+async def secured_intake(secured: tuple[Settings, EmbeddedNats], as_user) -> AsyncIterator[None]:
+    """The intake service, appending as the intake role and answering as intake-reply."""
+    settings, server = secured
+    nc = await as_user("intake")
+    front = await as_user("intake-reply")
+    stop, ready = asyncio.Event(), asyncio.Event()
+    guard = ReplyGuard("intake-reply", users_path(settings.data_dir))
+    task = asyncio.create_task(
+        run_intake(server.url, EventStore(nc), stop, ready=ready, replies=guard, reply_nc=front)
+    )
+    await asyncio.wait_for(ready.wait(), 10)
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,7 @@ from services.client import OfficeClient
 from services.components import stack_components
 from services.config import Settings
 from services.credentials import creds_dir, creds_path, load_users
-from services.embedded import EmbeddedNats
 from services.exit_codes import ExitCode
-from services.intake import run_intake
 from services.intake_errors import IntakeUnavailableError
 from services.runtime import Runtime, read_runtime
 from services.stack import ConnectionFailedError, connect
@@ -41,60 +38,13 @@ from tests.integration.test_projector import wait_for_checkpoint
 _JS_TIMEOUT = 3.0
 
 
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, EmbeddedNats]]:
-    """The embedded server of a fresh data directory, with its users, and the LEDGER stream."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("secured"))
-    server = embedded_server(settings)
-    server.start()
-
-    async def create_stream() -> None:
-        nc = await connect(server.url, creds=credentials_for(settings, "admin"))
-        try:
-            await EventStore(nc).ensure_stream()
-        finally:
-            await nc.close()
-
-    asyncio.run(create_stream())
-    yield settings, server
-    server.stop()
-
-
-@pytest.fixture
-async def as_user(secured: tuple[Settings, EmbeddedNats]) -> AsyncIterator:
-    """Connect as a user of the data directory (``admin``, ``office-KAZ``, ...)."""
-    settings, server = secured
-    opened: list[NATS] = []
-
-    async def open_as(name: str) -> NATS:
-        nc = await connect(server.url, f"test-{name}", creds=credentials_for(settings, name))
-        opened.append(nc)
-        return nc
-
-    yield open_as
-    for nc in opened:
-        await nc.close()
-
-
-@pytest.fixture
-async def intake(secured: tuple[Settings, EmbeddedNats], as_user) -> AsyncIterator[None]:
-    """The intake service, connected as the intake role."""
-    _, server = secured
-    nc = await as_user("intake")
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_intake(server.url, EventStore(nc), stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 10)
-    yield
-    stop.set()
-    await asyncio.wait_for(task, 10)
-
-
 def test_credential_files_are_readable_by_their_owner_only(secured) -> None:
     settings, _ = secured
     folder = creds_dir(settings.data_dir)
     seeds = sorted(folder.glob("*.nk"))
     names = {path.stem for path in seeds}
-    assert {"admin", "intake", "projector", "query", "auditor", "office-KAZ"} <= names
+    assert {"admin", "intake", "intake-reply", "projector", "query", "auditor"} <= names
+    assert "office-KAZ" in names
     for path in seeds:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
@@ -111,7 +61,7 @@ async def test_a_client_without_credentials_cannot_connect(secured) -> None:
         await connect(server.url, "anonymous")
 
 
-async def test_an_office_cannot_report_for_another_office(as_user, intake) -> None:
+async def test_an_office_cannot_report_for_another_office(as_user, secured_intake) -> None:
     kaz = await as_user("office-KAZ")
     client = OfficeClient(kaz, "VNM", timeout=_JS_TIMEOUT)
     with pytest.raises(PermissionDeniedError) as refused:
@@ -186,7 +136,7 @@ async def _subscribe_and_flush(nc: NATS, subject: str) -> None:
     await asyncio.sleep(_JS_TIMEOUT)
 
 
-async def test_the_auditor_reads_the_whole_stream(as_user, intake) -> None:
+async def test_the_auditor_reads_the_whole_stream(as_user, secured_intake) -> None:
     kaz = OfficeClient(await as_user("office-KAZ"), "KAZ", timeout=_JS_TIMEOUT)
     await kaz.report(make_reported(activity_id="KAZ-AUDITED", office="KAZ"))
     auditor = EventStore(await as_user("auditor"), timeout=_JS_TIMEOUT)
@@ -196,7 +146,7 @@ async def test_the_auditor_reads_the_whole_stream(as_user, intake) -> None:
     assert loaded.version == 1
 
 
-async def test_intake_checks_the_office_even_of_a_trusted_sender(as_user, intake) -> None:
+async def test_intake_checks_the_office_even_of_a_trusted_sender(as_user, secured_intake) -> None:
     # The admin may publish anywhere; intake still refuses a KAZ activity sent as VNM.
     admin = OfficeClient(await as_user("admin"), "VNM", timeout=_JS_TIMEOUT)
     command = admin.report_command(make_reported(activity_id="KAZ-FORWARDED", office="KAZ"))
