@@ -16,8 +16,13 @@ COPY events ./events
 COPY projections ./projections
 COPY replay ./replay
 COPY services ./services
-RUN pip install . \
-    && useradd --create-home --uid 10001 ledger \
+RUN pip install .
+
+# The services read their credentials (mode 0600, owned by whoever ran `ledger deploy init`)
+# through read-only mounts, which keep the host's owner: the service user takes that uid
+# (compose passes LEDGER_UID on). --non-unique lets it be an id the image already has.
+ARG LEDGER_UID=10001
+RUN useradd --create-home --non-unique --uid "$LEDGER_UID" ledger \
     && mkdir -p /data \
     && chown ledger:ledger /data
 

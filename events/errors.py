@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from events.limits import MAX_FIELD_PATH, MAX_ISSUES, MAX_MESSAGE
+
 __all__ = [
     "ActivityNotFoundError",
     "ActivityWithdrawnError",
@@ -17,7 +19,10 @@ __all__ = [
     "InvalidEventError",
     "LedgerError",
     "StreamConfigError",
+    "TooManyReadersError",
     "UnknownProgrammeError",
+    "clip",
+    "summarise_issues",
 ]
 
 
@@ -34,16 +39,45 @@ class FieldIssue:
     message: str
     """What is wrong and how to fix it, in words a field officer can act on."""
 
+    def __post_init__(self) -> None:
+        # Both parts may echo hostile input (a metric name, a revised field's path), and each
+        # ends up in a reply: bound them here, once, whoever builds the issue. The path is also
+        # made ASCII so that no byte of it needs more than a short escape in JSON.
+        field = self.field.encode("ascii", "backslashreplace").decode("ascii")
+        object.__setattr__(self, "field", clip(field, MAX_FIELD_PATH))
+        object.__setattr__(self, "message", clip(self.message, MAX_MESSAGE))
+
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "\u2026"
+
+
+def summarise_issues(issues: list[FieldIssue], shown: int = MAX_ISSUES) -> str:
+    """The first ``shown`` issues joined by ``; ``, and how many more there are.
+
+    A thousand duplicate countries make a thousand issues; listing each would make an error
+    message (and a reply) as large as the input, so only a few are spelled out.
+    """
+    text = "; ".join(str(issue) for issue in issues[:shown])
+    if len(issues) > shown:
+        text += f"; and {len(issues) - shown} more"
+    return text
+
+
 class InvalidEventError(LedgerError, ValueError):
-    """Raised when an event or command breaks the schema or a rule of the reference data."""
+    """Raised when an event or command breaks the schema or a rule of the reference data.
+
+    ``issues`` keeps every problem found; the message spells out the first
+    :data:`~events.limits.MAX_ISSUES` of them and counts the rest.
+    """
 
     def __init__(self, issues: list[FieldIssue]) -> None:
         self.issues = list(issues)
-        super().__init__("; ".join(str(issue) for issue in self.issues))
+        super().__init__(summarise_issues(self.issues))
 
     @property
     def field(self) -> str:
@@ -100,6 +134,18 @@ class EventDecodeError(LedgerError, ValueError):
 
 class StreamConfigError(LedgerError):
     """Raised when the existing stream is weaker than the ledger requires (e.g. deletes allowed)."""
+
+
+class TooManyReadersError(LedgerError):
+    """Raised when the stream already has as many consumers as the server allows it."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        super().__init__(
+            f"stream {stream} has as many readers as the server allows; a finished replay "
+            "frees its place within a minute, so try again then (operators: see "
+            "MAX_CONSUMERS in services/security.py)"
+        )
 
 
 class ActivityWithdrawnError(LedgerError):

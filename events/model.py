@@ -2,6 +2,11 @@
 
 An activity is reported once, revised any number of times, and withdrawn at most once.
 Events are facts in the past tense; nothing here is ever edited or deleted.
+
+The Structs carry no size limits of their own. Limits are a rule about what intake accepts
+(:mod:`events.limits`, enforced on commands and in :mod:`events.validation`), not about what
+may be read back: an event stored before a limit existed must still decode, and replay for
+ever.
 """
 
 from __future__ import annotations

@@ -28,7 +28,13 @@ from nats.js import api
 
 from events.codec import DEFAULT_CODEC, Codec, encode, headers_for
 from events.envelope import Envelope
-from events.errors import Conflict, EventDecodeError, LedgerError, StreamConfigError
+from events.errors import (
+    Conflict,
+    EventDecodeError,
+    LedgerError,
+    StreamConfigError,
+    TooManyReadersError,
+)
 from events.pipeline import NO_ACK, Ack, AckPipeline
 from events.subjects import DEFAULT, Namespace
 
@@ -47,6 +53,7 @@ DUPLICATE_WINDOW = 24 * 3600.0
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _WRONG_LAST_SEQUENCE = 10071
+_MAX_CONSUMERS_REACHED = 10026  # the account's max_consumers (services/security.py)
 _NO_ACK_ADVICE = "no acknowledgement from the stream; it is safe to retry with the same event id"
 _LAST_SEQ_IN_ERROR = re.compile(r"wrong last sequence:\s*(\d+)")
 
@@ -421,15 +428,20 @@ class EventStore:
             opt_start_seq=from_seq,
             inactive_threshold=60.0,
         )
-        sub = await self.js.subscribe(
-            self.ns.activities,
-            stream=self.ns.stream,
-            cb=on_message,
-            ordered_consumer=True,
-            config=config,
-            pending_msgs_limit=batch_size * 16,
-            pending_bytes_limit=-1,
-        )
+        try:
+            sub = await self.js.subscribe(
+                self.ns.activities,
+                stream=self.ns.stream,
+                cb=on_message,
+                ordered_consumer=True,
+                config=config,
+                pending_msgs_limit=batch_size * 16,
+                pending_bytes_limit=-1,
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == _MAX_CONSUMERS_REACHED:
+                raise TooManyReadersError(self.ns.stream) from None
+            raise
         try:
             while (item := await queue.get()) is not None:
                 yield item

@@ -172,7 +172,11 @@ class ProvenanceItem(Struct, frozen=True, kw_only=True):
 
 
 class Provenance(Struct, frozen=True, kw_only=True):
-    """The activities and events behind one figure; ``total`` is the sum of their values."""
+    """The activities and events behind one figure, a page at a time by activity id.
+
+    ``total`` is the sum of the values of every page's items; pass ``next_cursor`` back as
+    ``cursor`` for the next page.
+    """
 
     as_of: AsOf
     country: str | None = None
@@ -181,7 +185,11 @@ class Provenance(Struct, frozen=True, kw_only=True):
     metric: str
     total: float = 0.0
     activities: int = 0
+    """Activities counted in the figure, on every page."""
     items: list[ProvenanceItem] = []
+    limit: int
+    next_cursor: str | None = None
+    """``None`` on the last page."""
 
 
 class ProjectionStatus(Struct, frozen=True, kw_only=True):

@@ -6,10 +6,15 @@ one ``rename(2)``, so a reader that opens the link gets either the old complete 
 complete file, never a half-built one. Readers resolve the link when they open, and keep the
 file they got until they reopen. A WAL database is never renamed over another: its ``-wal``
 and ``-shm`` files are named after it and would be left pointing at the wrong data.
+
+A projection file is created with mode 0640 (less, if the umask takes more away): it holds
+every activity's text, which the owner and its group may read, and no other user of the
+machine. SQLite gives the ``-wal`` and ``-shm`` files the database file's mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sqlite3
@@ -20,6 +25,7 @@ from events.errors import LedgerError
 from projections.schema import SCHEMA_VERSION, create_schema
 
 __all__ = [
+    "FILE_MODE",
     "LIVE_NAME",
     "ProjectionFileError",
     "ensure_live",
@@ -33,6 +39,9 @@ __all__ = [
 ]
 
 LIVE_NAME = "ledger.db"
+
+FILE_MODE = 0o640
+"""The mode a new projection file is created with, before the umask."""
 
 
 class ProjectionFileError(LedgerError):
@@ -69,6 +78,8 @@ def open_writer(path: Path, *, bulk: bool = False) -> sqlite3.Connection:
     :returns: a connection in autocommit mode; the applier opens its own transactions.
     """
     target = path if str(path) == ":memory:" else resolve(path)
+    if str(path) != ":memory:":
+        _create(Path(target))
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA busy_timeout = 10000")
@@ -80,15 +91,28 @@ def open_writer(path: Path, *, bulk: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def open_reader(path: Path) -> sqlite3.Connection:
+def _create(path: Path) -> None:
+    """Create ``path`` empty with :data:`FILE_MODE` unless it exists, before SQLite opens it.
+
+    SQLite would create it 0644 (less the umask): readable by every user of the machine.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+
+
+def open_reader(path: Path, *, any_thread: bool = False) -> sqlite3.Connection:
     """Open a projection read-only; the live link is resolved now, once.
 
+    :param any_thread: allow the connection to be used from threads other than this one,
+        one at a time (a read model's snapshot is read by whichever worker is free).
     :raises FileNotFoundError: when there is no projection yet.
     """
     real = resolve(path)
     if not real.exists():
         raise FileNotFoundError(f"no projection at {path}; run `ledger up` or `ledger rebuild`")
-    conn = sqlite3.connect(f"file:{pathname2url(str(real))}?mode=ro", uri=True)
+    conn = sqlite3.connect(
+        f"file:{pathname2url(str(real))}?mode=ro", uri=True, check_same_thread=not any_thread
+    )
     conn.execute("PRAGMA busy_timeout = 10000")
     # Reading the file through a memory map saves a read(2) per page: the country summary's
     # SQL took 20-45% less time at 200k events (bench/query.py). It is address space, not

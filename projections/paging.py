@@ -1,6 +1,8 @@
-"""Opaque cursors for keyset pagination of activities.
+"""Opaque cursors for keyset pagination of lists ordered by activity id.
 
-A cursor carries the last activity id of a page and a fingerprint of the filters it was made
+Two lists page this way: activities (:func:`projections.queries.list_activities`) and the
+activities that make up a figure (:func:`projections.queries.provenance`). A cursor carries
+the last activity id of a page and a fingerprint of the filters it was made
 for, encoded as URL-safe base64 JSON. It is opaque to readers but checked on the way back: a
 cursor that does not decode, or that belongs to other filters, is refused with a clear error
 rather than giving a page of some other list.

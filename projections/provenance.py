@@ -43,7 +43,13 @@ class Contribution(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def contributions(
-    conn: sqlite3.Connection, table: str, key: tuple[Any, ...], metric: str
+    conn: sqlite3.Connection,
+    table: str,
+    key: tuple[Any, ...],
+    metric: str,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[Contribution]:
     """The activities behind one rollup row, sorted by activity id.
 
@@ -52,6 +58,8 @@ def contributions(
     :param key: the row's key values in the table's key order, e.g. ``("KAZ",)``; ``()``
         for ``totals``.
     :param metric: a metric name, or ``*`` for the activity count.
+    :param after: only activities whose id sorts after this one (the key of a page's end).
+    :param limit: at most this many; the activities are read only until they are found.
     :raises UnknownRollupError: for an unknown table or a key of the wrong length.
     """
     columns = ROLLUP_KEYS.get(table)
@@ -69,6 +77,9 @@ def contributions(
         else:
             where.append(f"a.{column} = ?")
         params.append(value)
+    if after is not None:
+        where.append("a.activity_id > ?")
+        params.append(after)
     rows = conn.execute(
         f"SELECT a.activity_id, a.state, a.event_ids FROM activities a {join} "
         f"WHERE {' AND '.join(where)} ORDER BY a.activity_id",
@@ -77,6 +88,8 @@ def contributions(
     bucket = (table, *key, metric)
     found = []
     for activity_id, state, event_ids in rows:
+        if limit is not None and len(found) >= limit:
+            break
         share = footprint(decode_state(state)).get(bucket)
         if share is None:
             continue
@@ -92,4 +105,5 @@ def contributions(
                 last_event_id=ids[-1],
             )
         )
+    rows.close()  # a page may stop before the rows do
     return found

@@ -63,7 +63,8 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-"""The largest page of activities; bigger pages would let one request hold the worker."""
+"""The largest page of activities or of a figure's provenance; bigger pages would let one
+request hold a worker."""
 MULTI_COUNTRY_LISTED = 20
 """How many multi-country activities a summary lists by name; the count covers all of them."""
 FIRST_YEAR, LAST_YEAR = 1990, 2100
@@ -588,13 +589,17 @@ def provenance(
     programme: str | None = None,
     year: int | None = None,
     metric: str,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
 ) -> Provenance:
-    """The activities and event ids that make up one figure; their values sum to ``total``.
+    """The activities and event ids that make up one figure, a page at a time by activity id.
 
-    Give any of country, programme and year but not all three (no rollup keeps that figure);
-    none gives the global total.
+    The values of every page's items sum to ``total``. Give any of country, programme and year
+    but not all three (no rollup keeps that figure); none gives the global total.
 
     :param metric: a catalogue metric, or ``*`` for the number of activities.
+    :param cursor: ``next_cursor`` of the previous page, with the same parameters.
+    :param limit: the page size, 1..:data:`MAX_LIMIT`.
     :raises QueryError: naming the unknown or malformed parameter.
     """
     key: dict[str, Any] = {}
@@ -610,9 +615,17 @@ def provenance(
         raise BadParameterError(
             "year", "country, programme and year together are no figure the ledger keeps; drop one"
         )
+    limit = _check_limit(limit)
+    # The list's name is in the fingerprint, so that no activity list's cursor fits here.
+    filters = {"list": "provenance", **key, "metric": metric}
+    after = decode_cursor(cursor, filters) if cursor is not None else None
     columns = sorted(key, key=_KEY_ORDER.__getitem__)
     with _snapshot(conn):
-        found = contributions(conn, table, tuple(key[c] for c in columns), metric)
+        found = contributions(
+            conn, table, tuple(key[c] for c in columns), metric, after=after, limit=limit + 1
+        )
+        more = len(found) > limit
+        found = found[:limit]
         titles = _titles(conn, [item.activity_id for item in found])
         clauses = " AND ".join([*(f"{c} = ?" for c in columns), "metric = ?"])
         row = conn.execute(
@@ -638,6 +651,8 @@ def provenance(
                 )
                 for item in found
             ],
+            limit=limit,
+            next_cursor=encode_cursor(found[-1].activity_id, filters) if more else None,
         )
 
 

@@ -1,15 +1,20 @@
 """The read-only HTTP API (Litestar): thin routes over :mod:`projections.queries`.
 
 Every route is a GET (HEAD too); any other method gets 405, so no route accepts a write. Each
-route makes the same call as its CLI command and returns the same Struct. Lists also come as
-CSV (``?format=csv``, with ``as_of`` in the ``X-As-Of-Sequence`` and ``X-As-Of-Time`` headers).
+route makes the same call as its CLI command and returns the same Struct, computed in one of the
+read model's worker threads, never on the event loop. Lists also come as CSV
+(``?format=csv``, with ``as_of`` in the ``X-As-Of-Sequence`` and ``X-As-Of-Time`` headers);
+a page of activities or provenance is written as it is read, with ``X-Next-Cursor``.
 ``?min_sequence=N`` waits, bounded, until the projection has applied N (read-your-writes), else
 503 with ``Retry-After``. A query parameter a route does not know is refused, so that a typo
 never silently widens an answer. Errors become status codes in one place,
 :data:`EXCEPTION_HANDLERS`, with a body ``{code, message, field}`` as intake's replies have.
 
 The history of an activity is read from the stream, so it needs a NATS connection; without one
-(a read-only file server) that route answers 503 and says so. OpenAPI is served at ``/schema``.
+(a read-only file server) that route answers 503 and says so. OpenAPI is served as JSON at
+``/schema`` (and ``/schema/openapi.json``); the browsable Redoc page Litestar would serve loads
+its script from a CDN and runs inline script, which the Content-Security-Policy every answer
+carries (:class:`services.api_auth.SecureHeaders`) rightly forbids.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Operation
 from litestar.params import FromPath, FromQuery, PathParameter, QueryParameter
 
@@ -46,7 +52,9 @@ from projections.answers import (
 )
 from projections.errors import BadParameterError, NotYetError, QueryError, UnknownKeyError
 from replay.history import HistoryEntry, activity_history
+from services.api_auth import SecureHeaders
 from services.dashboard import dashboard_router
+from services.dashboard.downloads import csv_response
 from services.read_model import DEFAULT_KEPT, DEFAULT_WAIT, ReadModel
 from services.tables import to_csv
 
@@ -298,24 +306,27 @@ async def activities(
     format: Format = "json",
 ) -> ActivityPage:
     """Activities matching every filter, by id, a page at a time (cursor pagination)."""
-    answer = await _model(request).query(
-        min_sequence,
-        queries.list_activities,
-        country=country,
-        programme=programme,
-        year=year,
-        kind=kind,
-        office=office,
-        status=status,
-        q=q,
-        cursor=cursor,
-        limit=limit,
-    )
+    filters = {
+        "country": country,
+        "programme": programme,
+        "year": year,
+        "kind": kind,
+        "office": office,
+        "status": status,
+        "q": q,
+        "limit": limit,
+    }
     if format == "csv":
-        response = _csv(answer.items, ActivityItem, answer.as_of)
-        if answer.next_cursor:
-            response.headers["X-Next-Cursor"] = answer.next_cursor
-        return response  # type: ignore[return-value]
+        return await csv_response(  # type: ignore[return-value]
+            _model(request),
+            lambda conn, after: queries.list_activities(conn, **filters, cursor=after or cursor),
+            ActivityItem,
+            every_page=False,
+            min_sequence=min_sequence,
+        )
+    answer = await _model(request).query(
+        min_sequence, queries.list_activities, **filters, cursor=cursor
+    )
     return answer
 
 
@@ -348,32 +359,43 @@ async def history(
     )
 
 
-@_route("/v1/provenance", "country", "programme", "year", "metric", csv=True)
+@_route("/v1/provenance", "country", "programme", "year", "metric", "cursor", "limit", csv=True)
 async def provenance(
     request: Request,
     metric: Annotated[str, QueryParameter(description="A metric name, or * to count activities")],
     country: FromQuery[str | None] = None,
     programme: FromQuery[str | None] = None,
     year: Year = None,
+    cursor: Annotated[str | None, QueryParameter(description="A page's next_cursor")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_LIMIT)] = queries.DEFAULT_LIMIT,
     min_sequence: MinSequence = 0,
     format: Format = "json",
 ) -> Provenance:
-    """The activities and event ids that make up one figure; their values sum to ``total``."""
-    answer = await _model(request).query(
-        min_sequence,
-        queries.provenance,
-        country=country,
-        programme=programme,
-        year=year,
-        metric=metric,
+    """The activities and event ids that make up one figure, a page at a time by activity id.
+
+    The values of every page's items sum to ``total``.
+    """
+    key = {"country": country, "programme": programme, "year": year, "metric": metric}
+    if format == "csv":
+        return await csv_response(  # type: ignore[return-value]
+            _model(request),
+            lambda conn, after: queries.provenance(
+                conn, **key, cursor=after or cursor, limit=limit
+            ),
+            ProvenanceItem,
+            every_page=False,
+            min_sequence=min_sequence,
+        )
+    return await _model(request).query(
+        min_sequence, queries.provenance, **key, cursor=cursor, limit=limit
     )
-    return _csv(answer.items, ProvenanceItem, answer.as_of) if format == "csv" else answer
 
 
 @_route("/v1/status")
 async def status(request: Request, min_sequence: MinSequence = 0) -> Status:
     """The stream's last sequence, each projection's checkpoint, lag and quarantine count."""
-    conn = await _model(request).at_least(min_sequence)
+    model = _model(request)
+    await model.at_least(min_sequence)
     store: EventStore | None = request.app.state.store
     last = None
     if store is not None:
@@ -381,7 +403,7 @@ async def status(request: Request, min_sequence: MinSequence = 0) -> Status:
             last = await asyncio.wait_for(store.last_sequence(), _NATS_TIMEOUT)
         except Exception:  # the status still helps without the stream's side
             _log.warning("could not read the stream's last sequence", exc_info=True)
-    return queries.status(conn, last)
+    return await model.run(lambda conn: queries.status(conn, last))
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -393,7 +415,11 @@ class Health(msgspec.Struct, frozen=True):
 
 @_route("/healthz")
 async def healthz(request: Request) -> Health:
-    """200 when the projection can be read."""
+    """200 when the projection can be read.
+
+    It reads the checkpoint row on the event loop's own connection, not in a worker: one
+    lookup by key, so that it answers at once even while every worker runs a long query.
+    """
     return Health("ok", queries.as_of(_model(request).connection()))
 
 
@@ -459,9 +485,11 @@ def create_app(
             version="1",
             path="/schema",
             description="Read-only figures of the ledger; every answer carries as_of.",
+            # JSON alone: see the module's docstring.
+            render_plugins=[JsonRenderPlugin()],
         ),
         debug=debug,
     )
     app.state.read_model = ReadModel(db_path, wait=wait, kept=kept)
     app.state.store = store
-    return _HeadAsGet(app)
+    return SecureHeaders(_HeadAsGet(app))

@@ -21,8 +21,11 @@ from events.errors import (
     InvalidEventError,
     LedgerError,
     StreamConfigError,
+    TooManyReadersError,
 )
 from projections.errors import QueryError, UnknownKeyError
+from replay.archive import ArchiveRejectedError
+from services.api_auth import PublicBindError, TokenRequiredError
 from services.config import Settings
 from services.credentials import CredentialsError
 from services.exit_codes import ExitCode
@@ -50,6 +53,10 @@ _EXIT_CODES: list[tuple[type[BaseException], ExitCode]] = [
     (EventDecodeError, ExitCode.INVALID),
     (ActivityWithdrawnError, ExitCode.REFUSED),
     (StreamConfigError, ExitCode.REFUSED),
+    (TooManyReadersError, ExitCode.NOT_RUNNING),
+    (ArchiveRejectedError, ExitCode.INVALID),
+    (TokenRequiredError, ExitCode.INSECURE),
+    (PublicBindError, ExitCode.USAGE),
     (FileNotFoundError, ExitCode.NOT_FOUND),
     (LedgerError, ExitCode.FAILED),
 ]

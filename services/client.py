@@ -14,7 +14,7 @@ import getpass
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -47,6 +47,7 @@ from events.errors import (
     LedgerError,
 )
 from events.integrity import content_hash
+from events.limits import MAX_BATCH_BYTES
 from events.model import ActivityChanges, ActivityReported
 from events.reference import load_reference
 from events.signing import sign_hash
@@ -326,11 +327,18 @@ class OfficeClient:
                     answered.append((key, rejection_for(exc)))
             if len(ready) == 1 or (ready and not isinstance(ready[0][1], ReportActivity)):
                 answered += [(key, await self.request(command)) for key, command in ready]
-            elif ready:
-                reports = ReportActivities(commands=[c for _, c in ready])  # type: ignore[misc]
-                reply = await self.request(reports)
-                replies = reply.replies if isinstance(reply, Replies) else [reply] * len(ready)
-                answered += [(key, r) for (key, _), r in zip(ready, replies, strict=True)]
+                return answered
+            for chunk in _within_batch_bytes(ready):
+                reply = None
+                if len(chunk) > 1:
+                    reports = ReportActivities(commands=[c for _, c in chunk])  # type: ignore[misc]
+                    reply = await self.request(reports)
+                if isinstance(reply, Replies):
+                    answered += [(key, r) for (key, _), r in zip(chunk, reply.replies, strict=True)]
+                else:
+                    # One refusal for the whole request decided none of its reports (one of
+                    # them was too large, say): each goes alone and gets its own answer.
+                    answered += [(key, await self.request(command)) for key, command in chunk]
             return answered
 
         groups: dict[str, list[tuple[T, Command]]] = {}
@@ -384,6 +392,26 @@ def raise_for(reply: Reply, activity_id: str) -> Accepted:
         case "forbidden":
             raise ForbiddenError(reply.message)
     raise IntakeUnavailableError(reply.message)
+
+
+def _within_batch_bytes(
+    commands: list[tuple[T, Command]], limit: int = MAX_BATCH_BYTES - 1024
+) -> Iterator[list[tuple[T, Command]]]:
+    """The commands in runs whose encoded size stays under intake's bound on a request.
+
+    The kilobyte kept back covers the batch's own framing.
+    """
+    chunk: list[tuple[T, Command]] = []
+    size = 0
+    for item in commands:
+        length = len(encode_command(item[1])) + 1
+        if chunk and size + length > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += length
+    if chunk:
+        yield chunk
 
 
 def _activity_id(command: Command) -> str:

@@ -6,6 +6,12 @@ directory, a client port, a cluster port and a monitoring port. Every node lists
 cluster port in its routes (a server skips the route to itself), so any node can restart and
 find the others. A stream with ``num_replicas=3`` then has a leader and two followers
 (NOTES.md, "Cluster on loopback").
+
+The nodes check credentials as the embedded server does: the users of a ledger data directory
+(``<ledger dir>/creds``, made by :func:`services.credentials.ensure_users`), each with its role's
+permissions, and no anonymous user. Routes authenticate with a password kept beside those
+credentials (``creds/route.secret``, :mod:`services.deploy`), and every port, client, route and
+monitoring, listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 import nats.errors
 
+from events.reference import load_reference
+from events.subjects import DEFAULT, Namespace
+from services.credentials import Credentials, creds_path, ensure_users, load_credentials
+from services.deploy import cluster_block, ensure_route_secret
 from services.embedded import EmbeddedNats, EmbeddedNatsError
+from services.security import accounts_config
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -76,6 +87,8 @@ class LocalCluster:
         *,
         client_port: int | None = None,
         name: str = "ledger",
+        ledger_dir: Path | None = None,
+        namespace: Namespace = DEFAULT,
     ) -> None:
         """
         :param data_dir: each node keeps its config, log and JetStream store in
@@ -84,11 +97,16 @@ class LocalCluster:
         :param client_port: fixed ports: node ``i`` takes ``client_port + i`` for clients,
             2000 above it for routes and 4000 above it for monitoring. ``None`` picks free ports.
         :param name: the cluster's name, which every node must share.
+        :param ledger_dir: the ledger data directory whose users the nodes accept, and which
+            keeps the route password; ``data_dir`` itself when not given.
+        :param namespace: the stream and subjects the users' permissions name.
         """
         if n < 1:
             raise EmbeddedNatsError(f"a cluster needs at least one node, not {n}")
         self.data_dir = Path(data_dir).resolve()
+        self.ledger_dir = Path(ledger_dir).resolve() if ledger_dir else self.data_dir
         self.name = name
+        self.namespace = namespace
         if client_port is None:
             found = free_ports(3 * n)
             self.ports = [NodePorts(*found[3 * i : 3 * i + 3]) for i in range(n)]
@@ -97,23 +115,25 @@ class LocalCluster:
                 NodePorts(port, port + _CLUSTER_OFFSET, port + _HTTP_OFFSET)
                 for port in range(client_port, client_port + n)
             ]
-        routes = ", ".join(f'"nats-route://127.0.0.1:{p.cluster}"' for p in self.ports)
+        self._route_secret = ensure_route_secret(self.ledger_dir)
         self.nodes = [
-            EmbeddedNats(
-                self.data_dir / f"node-{i}",
-                port=ports.client,
-                server_name=f"node-{i}",
-                extra_config=(
-                    f"http: {ports.http}\n"
-                    f"cluster {{\n"
-                    f"  name: {json.dumps(name)}\n"
-                    f'  listen: "127.0.0.1:{ports.cluster}"\n'
-                    f"  routes: [{routes}]\n"
-                    f"}}\n"
-                ),
-            )
+            EmbeddedNats(self.data_dir / f"node-{i}", port=ports.client, server_name=f"node-{i}")
             for i, ports in enumerate(self.ports)
         ]
+        self._configure()
+
+    def _configure(self) -> None:
+        """Give every node its configuration from the users registered now."""
+        users = ensure_users(self.ledger_dir, load_reference().offices)
+        accounts = accounts_config(users, self.namespace)
+        routes = [f"127.0.0.1:{ports.cluster}" for ports in self.ports]
+        for node, ports in zip(self.nodes, self.ports, strict=True):
+            # The monitoring port serves /connz and /jsz to anyone who reaches it: loopback only.
+            node.extra_config = (
+                f'http: "127.0.0.1:{ports.http}"\n'
+                + cluster_block(self.name, f"127.0.0.1:{ports.cluster}", routes, self._route_secret)
+                + accounts
+            )
 
     # -- addresses --------------------------------------------------------------------------
 
@@ -125,6 +145,18 @@ class LocalCluster:
     def urls(self) -> str:
         """Every node's client URL, comma-joined: the value for ``--nats-url``."""
         return ",".join(self.url_of(i) for i in range(len(self.nodes)))
+
+    @property
+    def url(self) -> str:
+        """The same as :attr:`urls`, so a cluster stands in where an :class:`EmbeddedNats` goes."""
+        return self.urls
+
+    def credentials(self, name: str = "admin") -> Credentials:
+        """The credentials of the user ``name`` (a role, or ``office-<CODE>``) of the cluster.
+
+        :raises CredentialsError: when the ledger directory has no such user.
+        """
+        return load_credentials(creds_path(self.ledger_dir, name))
 
     def index_of(self, server_name: str) -> int:
         """The number of the node called ``server_name`` (e.g. a stream leader's name)."""
@@ -145,6 +177,7 @@ class LocalCluster:
 
         :raises EmbeddedNatsError: when a node exits, or the cluster is not ready in time.
         """
+        self._configure()
         try:
             for i in range(len(self.nodes)):
                 self.nodes[i].start(timeout)
@@ -156,6 +189,7 @@ class LocalCluster:
 
     def start_node(self, i: int, timeout: float = 30.0) -> None:
         """Start node ``i`` again (same ports, same store) and wait until it is healthy."""
+        self._configure()
         self.nodes[i].start(timeout)
         self.wait_ready(timeout)
 
@@ -170,10 +204,25 @@ class LocalCluster:
     def start_stopped(self, timeout: float = 30.0) -> None:
         """Start whichever nodes are down, so the cluster is whole again."""
         down = [i for i in range(len(self.nodes)) if not self.is_running(i)]
+        if down:
+            self._configure()
         for i in down:
             self.nodes[i].start(timeout)
         if down:
             self.wait_ready(timeout)
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """Regenerate every node's configuration from the registered users and reload it.
+
+        For a user registered while the cluster runs (``ledger office add``): each running node
+        gets SIGHUP and confirms the reload, so the new user can connect at once.
+
+        :raises EmbeddedNatsError: when a node refuses the configuration or does not confirm.
+        """
+        self._configure()
+        for i, node in enumerate(self.nodes):
+            if self.is_running(i):
+                node.reload(timeout=timeout)
 
     def stop(self) -> None:
         """Stop every node; safe to call twice."""

@@ -3,6 +3,10 @@
 Pure: no clock (``now`` is a parameter), no NATS. Intake loads, calls :func:`decide`, appends
 what it is given, and replies; the unit tests call :func:`decide` directly.
 
+Every refusal is bounded in size whatever the input: :func:`rejection_for` spells out a few
+issues and counts the rest, and :func:`split_validation_error` cuts what it quotes, so no reply
+can outgrow what NATS will carry (:mod:`events.limits`).
+
 The order of the checks matters for retries. A command whose event is already in the activity
 (found by its command id, which every event keeps as ``causation_id``) gets the first outcome
 back before any other rule is applied, so a retry never turns into "changes nothing".
@@ -26,8 +30,10 @@ from events.commands import (
     Described,
     Rejected,
     ReportActivity,
+    Request,
     ReviseActivity,
     WithdrawActivity,
+    decode_command,
     event_id_for,
 )
 from events.envelope import Envelope, seal
@@ -37,14 +43,16 @@ from events.errors import (
     FieldIssue,
     InvalidEventError,
     LedgerError,
+    clip,
 )
 from events.integrity import content_hash
 from events.keys import KeyRegistry
+from events.limits import MAX_ISSUES, MAX_MESSAGE
 from events.model import ActivityChanges, ActivityReported, ActivityRevised, ActivityWithdrawn
 from events.reference import Reference
 from events.signing import signature_is_valid
 from events.store import LoadedActivity
-from events.validation import check_reason, check_reported
+from events.validation import check_actor, check_reason, check_reported
 
 __all__ = [
     "REVISABLE_FIELDS",
@@ -61,6 +69,16 @@ REVISABLE_FIELDS: tuple[str, ...] = ActivityChanges.__struct_fields__
 
 
 _NAMED_FIELD = re.compile(r"field `([^`]+)`")
+_WHERE = re.compile(r" - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`$")
+"""msgspec's suffix naming where an error is: ``at `$.a[0].b` `` or, for a mapping's key,
+``at `key` in `$.a` ``."""
+_TOO_LONG = re.compile(r"^Expected `(?P<kind>str|array|object)` of length <= (?P<limit>\d+)$")
+_OUT_OF_RANGE = re.compile(r"^Expected `(?:int|float)` (?P<op><=|>=) (?P<bound>\S+)$")
+_TOO_LONG_WORDS = {
+    "str": "too long: at most {limit} characters",
+    "array": "too many entries: at most {limit}",
+    "object": "too many entries: at most {limit}",
+}
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,7 @@ def decide(
     :returns: an :class:`Append` to perform, or the reply to send as is.
     """
     try:
+        check_actor(command.actor)
         match command:
             case ReportActivity():
                 decision = _decide_report(command, office, loaded, ref, now)
@@ -144,19 +163,77 @@ def _describe(command: DescribeActivity, office: str, loaded: LoadedActivity) ->
     )
 
 
+def decode_request(data: bytes) -> Request | Rejected:
+    """The request in an office's message, or the ``invalid`` refusal that answers it.
+
+    Whatever the bytes hold, the answer is one of the two: size, depth, JSON and field errors
+    all become ``invalid`` with the field, never an exception.
+    """
+    try:
+        return decode_command(data)
+    except msgspec.ValidationError as exc:
+        field, message = split_validation_error(exc)
+        return Rejected(code="invalid", message=message, field=field)
+    except msgspec.DecodeError as exc:
+        return Rejected(code="invalid", message=f"the command is not JSON: {exc}")
+    except LedgerError as exc:
+        return rejection_for(exc)
+
+
 def rejection_for(exc: LedgerError) -> Rejected:
-    """The reply that stands for one of the ledger's errors."""
+    """The reply that stands for one of the ledger's errors.
+
+    An invalid input's reply names its first issue's field and lists at most
+    :data:`~events.limits.MAX_ISSUES` issues in :data:`~events.limits.MAX_MESSAGE` characters,
+    counting the rest: 50,000 duplicate countries must not make a reply larger than NATS
+    carries, which the office would then never receive.
+    """
     match exc:
         case InvalidEventError():
-            # The field travels apart from the message, so the message must not repeat it.
             first, *rest = exc.issues or [FieldIssue("", str(exc))]
-            also = "; also " + "; ".join(str(issue) for issue in rest) if rest else ""
-            return Rejected(code="invalid", message=first.message + also, field=first.field)
+            return Rejected(code="invalid", message=_listed(first, rest), field=first.field)
         case ActivityNotFoundError():
-            return Rejected(code="unknown_activity", message=str(exc), field="activity_id")
+            return Rejected(code="unknown_activity", message=_bounded(exc), field="activity_id")
         case ActivityWithdrawnError():
-            return Rejected(code="withdrawn", message=str(exc), field="activity_id")
-    return Rejected(code="unavailable", message=f"{exc}; retrying the same command is safe")
+            return Rejected(code="withdrawn", message=_bounded(exc), field="activity_id")
+    return Rejected(
+        code="unavailable", message=f"{_bounded(exc)}; retrying the same command is safe"
+    )
+
+
+_COUNT_ROOM = len("; and 99999 more")
+"""Room kept at the end of a rejection's message for the count of issues left out."""
+
+
+def _listed(first: FieldIssue, rest: list[FieldIssue]) -> str:
+    """The first issue's message (its field travels apart), then others while there is room."""
+    budget = MAX_MESSAGE - _COUNT_ROOM
+    message = clip(_printable(first.message), budget)
+    shown = 0
+    for issue in rest[: MAX_ISSUES - 1]:
+        part = ("; also " if not shown else "; ") + _printable(str(issue))
+        if len(message) + len(part) > budget:
+            break
+        message += part
+        shown += 1
+    if len(rest) > shown:
+        message += f"; and {len(rest) - shown} more"
+    return message
+
+
+def _bounded(exc: LedgerError) -> str:
+    return clip(_printable(str(exc)), MAX_MESSAGE)
+
+
+def _printable(text: str) -> str:
+    """``text`` with any character that is not printable written as its escape.
+
+    JSON writes a control character as six bytes (``\\u0001``); as ``\\x01`` it takes four,
+    like any other character at worst, which keeps a reply's size bound simple.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _decide_report(
@@ -165,7 +242,7 @@ def _decide_report(
     activity = command.activity
     if activity.office != office:
         return _forbidden(office, activity.office, activity.activity_id)
-    if previous := _previous_outcome(command, loaded):
+    if previous := _previous_outcome(command, office, loaded):
         return previous
     if loaded.events:
         state = _fold(loaded)
@@ -222,7 +299,7 @@ def _changeable(
     state = _existing(command.activity_id, loaded)
     if state.activity.office != office:
         return _forbidden(office, state.activity.office, command.activity_id)
-    if previous := _previous_outcome(command, loaded):
+    if previous := _previous_outcome(command, office, loaded):
         return previous
     check_reason(command.reason)
     if stale := _stale(command.expected_version, state):
@@ -285,20 +362,33 @@ def apply_edits(activity: ActivityReported, edits: dict[str, Any]) -> ActivityRe
 
 
 def split_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
-    """The dotted field path and the message of a msgspec validation error."""
+    """The dotted field path and the message of a msgspec validation error.
+
+    ``Expected `str` of length <= 300 - at `$.activity.title` `` becomes ``("title", "too long:
+    at most 300 characters")``. A mapping's entries are not named by msgspec (``[...]``) and
+    neither is an offending key, so those errors name the mapping (``metrics``). The path drops
+    the ``activity.`` and ``changes.`` wrappers, and both parts are cut to the sizes of
+    :class:`~events.errors.FieldIssue`.
+    """
     text = str(exc)
-    message, sep, where = text.rpartition(" - at `")
-    if not sep:
-        message, where = text, ""
-    path = where.rstrip("`").removeprefix("$").lstrip(".")
-    path = path.replace("[", ".").replace("]", "")
+    where = _WHERE.search(text)
+    message, path = (text[: where.start()], where["path"]) if where else (text, "")
+    path = path.replace("[...]", "").replace("[", ".").replace("]", "").lstrip(".")
     for prefix in ("activity.", "changes."):
         path = path.removeprefix(prefix)
     named = _NAMED_FIELD.search(message)
     if named and named.group(1) not in path.split("."):
         # "Object missing required field `reason`" is reported at the object, not the field.
         path = f"{path}.{named.group(1)}" if path else named.group(1)
-    return path, message
+    if too_long := _TOO_LONG.match(message):
+        message = _TOO_LONG_WORDS[too_long["kind"]].format(limit=too_long["limit"])
+    elif out_of_range := _OUT_OF_RANGE.match(message):
+        side = "large: at most" if out_of_range["op"] == "<=" else "small: at least"
+        message = f"too {side} {out_of_range['bound']}"
+    if where and where["key"]:
+        message = f"a name in it is {message}" if too_long else f"a name in it: {message}"
+    issue = FieldIssue(path, _printable(message))
+    return issue.field, issue.message
 
 
 def _top_field(path: str) -> str:
@@ -318,10 +408,10 @@ def _existing(activity_id: str, loaded: LoadedActivity) -> ActivityState:
     return _fold(loaded)
 
 
-def _previous_outcome(command: Command, loaded: LoadedActivity) -> Accepted | None:
+def _previous_outcome(command: Command, office: str, loaded: LoadedActivity) -> Accepted | None:
     if not loaded.events:
         return None
-    event_id = event_id_for(command)
+    event_id = event_id_for(command, office)
     for version, recorded in enumerate(loaded.events, start=1):
         event = recorded.event
         if event.causation_id == command.command_id or event.event_id == event_id:
@@ -366,7 +456,7 @@ def _seal(
         payload,
         office=office,
         actor=command.actor,
-        event_id=event_id_for(command),
+        event_id=event_id_for(command, office),
         occurred_at=command.issued_at,
         recorded_at=now,
         correlation_id=command.correlation_id,

@@ -226,14 +226,14 @@ def _print_provenance(conn: sqlite3.Connection, programmes: list[Cell], console:
     for cell in programmes:
         if cell.totals.get("people_trained") and cell.programme not in (None, "GENERAL"):
             found = queries.provenance(conn, programme=cell.programme, metric="people_trained")
-            if best is None or len(found.items) > len(best.items):
+            if best is None or found.activities > best.activities:
                 best = found
     if best is None:
         return
     name = next(c.name for c in programmes if c.programme == best.programme)
     console.print(
         f"\n[bold]Where a figure comes from[/bold]: {best.total:,.0f} people trained under "
-        f"{name}, from {len(best.items)} activities:"
+        f"{name}, from {best.activities} activities:"
     )
     for item in best.items:
         detail = queries.get_activity(conn, item.activity_id)

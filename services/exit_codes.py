@@ -27,3 +27,6 @@ class ExitCode(IntEnum):
     """NATS could not be reached."""
     REFUSED = 8
     """The ledger refused the change: withdrawn activity, wrong office, weak stream settings."""
+    INSECURE = 9
+    """The command would serve the ledger to other machines unprotected: ``up --public``
+    without ``LEDGER_API_TOKEN``. Nothing was started."""

@@ -32,7 +32,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import nats
 import nats.errors
 from nats.aio.client import Client as NATS
@@ -46,7 +45,6 @@ from events.commands import (
     Reply,
     ReportActivities,
     ReportActivity,
-    decode_command,
     encode_reply,
 )
 from events.envelope import utc_now
@@ -55,7 +53,7 @@ from events.reference import Reference, load_reference
 from events.store import EventStore, LoadedActivity
 from events.subjects import Namespace, is_token
 from services.credentials import load_credentials, users_path
-from services.decisions import Append, decide, rejection_for, split_validation_error
+from services.decisions import Append, decide, decode_request, rejection_for
 from services.office_keys import RegistryFile, registry_path
 from services.replies import ReplyGuard
 from services.stack import Ledger, connect
@@ -114,13 +112,9 @@ class Intake:
         :raises LedgerError: when the stream cannot be read or written.
         """
         office = subject.rpartition(".")[2]
-        try:
-            request = decode_command(data)
-        except msgspec.ValidationError as exc:
-            field, message = split_validation_error(exc)
-            return Rejected(code="invalid", message=message, field=field)
-        except msgspec.DecodeError as exc:
-            return Rejected(code="invalid", message=f"the command is not JSON: {exc}")
+        request = decode_request(data)
+        if isinstance(request, Rejected):
+            return request
         if isinstance(request, ReportActivities):
             return await self._reply_to_batch(office, request.commands)
         return await self._reply_to_command(office, request)

@@ -3,6 +3,9 @@
 ``<data dir>/keys/<OFFICE>.nk`` holds an office's Ed25519 seed (mode 0600: only its owner may
 read it), and ``<data dir>/keys/registry.json`` the public keys intake and auditors check
 signatures against. ``LEDGER_KEY_REGISTRY`` can point elsewhere, e.g. at an auditor's copy.
+
+``<data dir>/keys/ledger.nk`` holds the ledger's own seed, made on first need: the ledger signs
+the manifests of its exports with it, so that an importer can tell who exported an archive.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from events.signing import new_key_pair, public_key_of
 __all__ = [
     "RegistryFile",
     "create_office_key",
+    "ledger_seed",
+    "ledger_seed_path",
     "load_office_registry",
     "office_seeds",
     "read_office_seed",
@@ -52,17 +57,49 @@ def create_office_key(data_dir: Path, office: str, *, replace: bool = False) -> 
         public = public_key_of(path.read_text().strip())
     else:
         seed, public = new_key_pair()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Created with 0600 from the start, never readable by others even for a moment.
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(seed + "\n")
-        os.replace(tmp, path)
+        _write_seed(path, seed)
     registry = load_registry(registry_path(data_dir))
     registry.register(office, public)
     save_registry(registry_path(data_dir), registry)
     return public
+
+
+def _write_seed(path: Path, seed: str) -> None:
+    # The folder of seeds is its owner's alone, even one an older version made 0755.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    # Created with 0600 from the start, never readable by others even for a moment.
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(seed + "\n")
+    os.replace(tmp, path)
+
+
+_LEDGER_KEY = "ledger"
+"""The ledger key's file stem: lower case, so no office code (upper case) can take it."""
+
+
+def ledger_seed_path(data_dir: Path) -> Path:
+    """Where the ledger's own signing seed is kept."""
+    return Path(data_dir) / "keys" / f"{_LEDGER_KEY}.nk"
+
+
+def ledger_seed(data_dir: Path) -> str:
+    """The ledger's signing seed, made on first need (mode 0600, in a folder of mode 0700).
+
+    Its public key is the one an importer sees on an export's manifest; it is no office's key
+    and is never in the registry.
+    """
+    path = ledger_seed_path(data_dir)
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The folder may predate this key (made for the registry); only its owner may list it now.
+    path.parent.chmod(0o700)
+    seed, _ = new_key_pair()
+    _write_seed(path, seed)
+    return seed
 
 
 def read_office_seed(data_dir: Path, office: str) -> str | None:
@@ -76,7 +113,11 @@ def office_seeds(data_dir: Path) -> dict[str, str]:
     folder = Path(data_dir) / "keys"
     if not folder.is_dir():
         return {}
-    return {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.nk"))}
+    return {
+        path.stem: path.read_text().strip()
+        for path in sorted(folder.glob("*.nk"))
+        if path.stem != _LEDGER_KEY  # the ledger's own key signs no office's events
+    }
 
 
 def load_office_registry(data_dir: Path) -> KeyRegistry:

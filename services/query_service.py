@@ -10,7 +10,9 @@ provenance, status. ``min_sequence`` works as over HTTP.
 It is a plain nats-py queue subscription, not FastStream, for the reason intake gives (its
 module docstring): FastStream 0.7.8's subscriber answered a fraction of the requests per second
 of a plain subscription on the same handler, and a query should cost about what the SQL costs.
-Each request is answered in its own task, so one waiting for ``min_sequence`` holds no other.
+Each request is answered in its own task, so one waiting for ``min_sequence`` holds no other,
+and its SQL runs in the read model's worker threads, so a slow one holds no other either.
+Lists (activities, provenance) come a page at a time: pass ``next_cursor`` as ``cursor``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from events.store import EventStore
 from projections import queries
 from projections.db import live_path
 from projections.errors import NotYetError, QueryError, UnknownKeyError
+from services.credentials import users_path
 from services.read_model import ReadModel
+from services.replies import ReplyGuard
 from services.stack import Ledger
 
 __all__ = ["QUERY_NAMES", "QueryService", "query_component"]
@@ -90,6 +94,8 @@ class _Provenance(_Params):
     country: str | None = None
     programme: str | None = None
     year: int | None = None
+    cursor: str | None = None
+    limit: int = queries.DEFAULT_LIMIT
 
 
 def _fields(params: msgspec.Struct) -> dict[str, Any]:
@@ -163,29 +169,44 @@ class QueryService:
     async def _answer(self, name: str, data: bytes) -> Any:
         if name == "status":
             params = msgspec.json.decode(data or b"{}", type=_Params)
-            conn = await self.read_model.at_least(params.min_sequence)
+            await self.read_model.at_least(params.min_sequence)
             last = await self.store.last_sequence() if self.store is not None else None
-            return queries.status(conn, last)
+            return await self.read_model.run(lambda conn: queries.status(conn, last))
         if name not in _QUERIES:
             raise UnknownKeyError("query", f"unknown query {name!r}; one of {list(QUERY_NAMES)}")
         kind, query = _QUERIES[name]
         params = msgspec.json.decode(data or b"{}", type=kind)
         return await self.read_model.query(params.min_sequence, query, params)
 
-    async def serve(self, nc: NATS, prefix: str, stop: asyncio.Event) -> None:
-        """Answer ``<prefix>.query.*`` in the queue group until ``stop`` is set."""
+    async def serve(
+        self, nc: NATS, prefix: str, stop: asyncio.Event, replies: ReplyGuard | None = None
+    ) -> None:
+        """Answer ``<prefix>.query.*`` in the queue group until ``stop`` is set.
+
+        :param replies: which reply subjects may be answered; by default only nats-py's default
+            inboxes, as on a server without authentication. A request with any other reply
+            subject is dropped and logged.
+        """
+        guard = replies if replies is not None else ReplyGuard("query")
         limit = asyncio.Semaphore(_MAX_IN_FLIGHT)
         pending: set[asyncio.Task[None]] = set()
 
         async def reply(msg: Msg) -> None:
             async with limit:
                 body, code = await self.answer(msg.subject.rpartition(".")[2], msg.data)
-                if msg.reply:
-                    headers = {"Ledger-Error": code} if code else None
-                    with contextlib.suppress(Exception):
-                        await nc.publish(msg.reply, body, headers=headers)
+                headers = {"Ledger-Error": code} if code else None
+                with contextlib.suppress(Exception):
+                    await nc.publish(msg.reply, body, headers=headers)
 
         async def on_request(msg: Msg) -> None:
+            if not guard.allows(msg.reply or None):
+                _log.warning(
+                    "violation: dropped a query on %s whose reply subject %.120r is not a "
+                    "user's inbox",
+                    msg.subject,
+                    msg.reply,
+                )
+                return
             task = asyncio.create_task(reply(msg))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -205,7 +226,9 @@ async def query_component(ledger: Ledger, stop: asyncio.Event) -> None:
 
     It connects as the query role: it may answer ``<prefix>.query.*`` and read the stream.
     """
-    read_model = ReadModel(live_path(ledger.settings.data_dir))
+    data_dir = ledger.settings.data_dir
+    read_model = ReadModel(live_path(data_dir))
+    users = users_path(data_dir) if ledger.credentials_for("query") else None
     async with ledger.connect_as("query") as store:
         service = QueryService(read_model, store)
-        await service.serve(store.nc, store.ns.prefix, stop)
+        await service.serve(store.nc, store.ns.prefix, stop, ReplyGuard("query", users))

@@ -31,6 +31,7 @@ from events.subjects import Namespace
 
 __all__ = [
     "ACCOUNT",
+    "MAX_CONSUMERS",
     "ROLES",
     "SERVICE_ROLES",
     "User",
@@ -53,8 +54,10 @@ them, and may publish nowhere but the offices' inboxes."""
 ROLES = (*SERVICE_ROLES, "office")
 """Every role a user can have."""
 
-PROJECTOR_DURABLE = "projector"
-"""The durable consumer the projector role may use (``services.projector.DURABLE``)."""
+MAX_CONSUMERS = 128
+"""Consumers the stream may have at once. Enough for the projectors (one durable per API
+replica) and the replays of the last minute, since an ordered consumer lingers 60 s after its
+read (``events/store.py``); it bounds what a reader can pile up on the servers."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,10 @@ def permissions_for(
             subscribe = [ns.intake("*")]
         case "projector":
             # nats-py's pull_subscribe looks the durable up, creates it by name if missing
-            # (with its filter as a last token), then fetches and acknowledges.
-            durable = PROJECTOR_DURABLE
+            # (with its filter as a last token), then fetches and acknowledges. Any durable
+            # name: each API replica projects through one of its own ("reader-<host>"), and
+            # MAX_CONSUMERS bounds how many there can be. None can be deleted.
+            durable = "*"
             publish = [
                 *_replayer(ns),
                 f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
@@ -213,7 +218,7 @@ def accounts_config(users: Iterable[User], ns: Namespace) -> str:
     return (
         "accounts {\n"
         f"  {ACCOUNT} {{\n"
-        "    jetstream: enabled\n"
+        f"    jetstream {{ max_consumers: {MAX_CONSUMERS} }}\n"
         "    users: [\n"
         f"{users_text}\n"
         "    ]\n"

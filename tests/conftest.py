@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from events.store import EventStore
 from events.subjects import Namespace
 from services.access import credentials_for, embedded_server
+from services.cluster import LocalCluster
 from services.config import Settings
 from services.credentials import users_path
 from services.embedded import EmbeddedNats
@@ -56,23 +57,45 @@ async def store(nc: NATS, namespace: Namespace) -> EventStore:
     return event_store
 
 
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, EmbeddedNats]]:
-    """The embedded server of a fresh data directory, with its users, and the LEDGER stream."""
+@pytest.fixture
+async def intake(nats_server: EmbeddedNats, store: EventStore) -> AsyncIterator[None]:
+    """One intake instance, in this process, serving the test's namespace."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_intake(nats_server.url, store, stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    yield
+    stop.set()
+    await task
+
+
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def secured(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, EmbeddedNats | LocalCluster]]:
+    """A server with the ledger's users and permissions, and the LEDGER stream: the embedded
+    one as ``ledger up`` starts it, then a 3-node cluster as ``ledger cluster up`` and compose
+    run it (authenticated routes, the same users)."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("secured"))
-    server = embedded_server(settings)
+    server: EmbeddedNats | LocalCluster
+    if request.param == "embedded":
+        server = embedded_server(settings)
+    else:
+        server = LocalCluster(settings.data_dir / "cluster", 3, ledger_dir=settings.data_dir)
     server.start()
+    replicas = 1 if request.param == "embedded" else 3
 
     async def create_stream() -> None:
         nc = await connect(server.url, creds=credentials_for(settings, "admin"))
         try:
-            await EventStore(nc).ensure_stream()
+            await EventStore(nc).ensure_stream(replicas)
         finally:
             await nc.close()
 
-    asyncio.run(create_stream())
-    yield settings, server
-    server.stop()
+    try:
+        asyncio.run(create_stream())
+        yield settings, server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -9,10 +9,20 @@ __all__ = ["register"]
 
 def register(group: click.Group) -> None:
     """Add every subcommand to the ``ledger`` group."""
-    from services.commands import audit, cluster, office, offices, projections, query, stack
+    from services.commands import (
+        audit,
+        cluster,
+        deploy,
+        office,
+        offices,
+        projections,
+        query,
+        stack,
+    )
 
     for command in (stack.up, stack.demo, projections.status, projections.rebuild, cluster.cluster):
         group.add_command(command)
+    group.add_command(deploy.deploy)
     for command in (query.query, query.activities, query.provenance):
         group.add_command(command)
     for command in (office.report, office.revise, office.withdraw, office.import_):

@@ -263,51 +263,164 @@ def verify(
 )
 @click.pass_context
 def export(ctx: click.Context, out: Path) -> None:
-    """Write the whole log (envelope, payload, sequence, time) as JSON Lines.
+    """Write the whole log (envelope, payload, sequence, time) as JSON Lines, and beside it
+    OUT.manifest.json: count, sequences and SHA-256 of the archive, signed with this ledger's
+    key (<data dir>/keys/ledger.nk, made on first export).
 
     Example: ledger export --out ledger.jsonl.gz
     """
-    from replay.archive import export_log
+    from replay.archive import export_log, manifest_path
     from replay.progress import ProgressReporter
+    from services.office_keys import ledger_seed
     from services.stack import open_ledger
 
-    async def _export() -> int:
-        async with open_ledger(settings_of(ctx)) as ledger:
+    settings = settings_of(ctx)
+    seed = ledger_seed(settings.data_dir)
+
+    async def _export() -> Any:
+        async with open_ledger(settings) as ledger:
             total = await ledger.store.last_sequence()
             with ProgressReporter(total, label="export") as reporter:
                 return await export_log(
-                    ledger.store, out, lambda done: reporter.advance(done - reporter.done)
+                    ledger.store,
+                    out,
+                    seed=seed,
+                    progress=lambda done: reporter.advance(done - reporter.done),
                 )
 
-    count = run_async(_export())
-    click.echo(f"{out}: {count:,} messages")
+    manifest = run_async(_export())
+    click.echo(f"{out}: {manifest.count:,} messages")
+    click.echo(
+        f"  manifest: {manifest_path(out)} (sequences {manifest.first_sequence}-"
+        f"{manifest.last_sequence}, sha256 {manifest.sha256})"
+    )
+    click.echo(f"  signed by this ledger's key {manifest.public_key}")
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 1 << 10,
+    "MIB": 1 << 20,
+    "GIB": 1 << 30,
+    "TIB": 1 << 40,
+}
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: a number, optionally with a unit (KiB, MiB, GiB, TiB; KB, MB, GB, TB)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().replace(" ", "")
+        number = text.rstrip("KMGTIB")
+        unit = _SIZE_UNITS.get(text[len(number) :])
+        if not number.isdigit() or unit is None or int(number) < 1:
+            self.fail(f"{value!r} is not a size; write e.g. 4GiB, 500MiB or 1000000", param, ctx)
+        return int(number) * unit
 
 
 @click.command("import-log")
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Add to a stream that already has messages.")
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key registry to check signatures against [default: <data dir>/keys/registry.json].",
+)
+@click.option(
+    "--expect-key",
+    metavar="KEY",
+    help="The exporting ledger's public key (U...): refuse an archive whose manifest another "
+    "key signed.",
+)
+@click.option(
+    "--no-manifest",
+    is_flag=True,
+    help="Import an archive that has no ARCHIVE.manifest.json beside it (nothing then shows "
+    "the archive is complete).",
+)
+@click.option(
+    "--allow-non-events",
+    is_flag=True,
+    help="Carry over lines that are not ledger events, as old archives may hold, instead of "
+    "refusing the archive.",
+)
+@click.option(
+    "--max-size",
+    type=ByteSize(),
+    default="4GiB",
+    show_default=True,
+    help="Refuse an archive that decompresses to more than this.",
+)
 @click.pass_context
-def import_log(ctx: click.Context, archive: Path, force: bool) -> None:
-    """Load an exported log into a fresh, empty stream, checking every hash first.
+def import_log(
+    ctx: click.Context,
+    archive: Path,
+    force: bool,
+    registry: Path | None,
+    expect_key: str | None,
+    no_manifest: bool,
+    allow_non_events: bool,
+    max_size: int,
+) -> None:
+    """Load an exported log into a fresh, empty stream, checking every line before writing.
 
-    Example: ledger --data-dir restored import-log ledger.jsonl.gz
+    Every line must be an event on its own office's and activity's subject, with a valid
+    hash, prev link and, for an office with a key in the registry, its signature; the
+    manifest beside the archive must be validly signed and match the file. Bad input exits
+    6 and writes nothing. The exporting ledger's key is printed: compare it with theirs, or
+    pin it with --expect-key.
+
+    Example: ledger --data-dir restored import-log ledger.jsonl.gz --expect-key UABC...
     """
+    from events.keys import load_registry
+    from replay.archive import ImportRules
     from replay.archive import import_log as load_archive
     from replay.progress import ProgressReporter
+    from services.office_keys import registry_path
     from services.stack import open_ledger
 
-    async def _import() -> int:
-        async with open_ledger(settings_of(ctx)) as ledger:
+    settings = settings_of(ctx)
+    keys_file = registry or registry_path(settings.data_dir)
+    rules = ImportRules(
+        registry=load_registry(keys_file), allow_non_events=allow_non_events, max_size=max_size
+    )
+
+    async def _import() -> Any:
+        async with open_ledger(settings) as ledger:
             with ProgressReporter(0, label="import-log") as reporter:
                 return await load_archive(
                     ledger.store,
                     archive,
+                    rules=rules,
+                    require_manifest=not no_manifest,
+                    expect_key=expect_key,
                     force=force,
                     progress=lambda done: reporter.advance(done - reporter.done),
                 )
 
-    count = run_async(_import())
-    click.echo(f"{archive}: {count:,} messages imported; run `ledger rebuild` to project them")
+    report = run_async(_import())
+    click.echo(
+        f"{archive}: {report.written:,} messages imported; run `ledger rebuild` to project them"
+    )
+    click.echo(
+        f"  signatures: {report.signed:,} signed, {report.unsigned:,} unsigned events, "
+        f"checked against {keys_file}"
+    )
+    if report.non_events:
+        click.echo(f"  {report.non_events:,} messages that are not events carried over")
+    if report.public_key:
+        click.echo(f"  exported and signed by ledger key {report.public_key}")
+    else:
+        click.echo("  no manifest checked (--no-manifest): nothing shows the archive is complete")
 
 
 @click.group()

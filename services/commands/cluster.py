@@ -11,6 +11,7 @@ import click
 
 from services.cli import settings_of
 from services.cluster import DEFAULT_CLIENT_PORT, LocalCluster
+from services.credentials import creds_dir
 
 __all__ = ["cluster"]
 
@@ -42,12 +43,22 @@ def cluster() -> None:
 def up(ctx: click.Context, nodes: int, cluster_dir: str | None, port: int) -> None:
     """Start the nodes on 127.0.0.1 and keep them running until Ctrl-C or SIGTERM.
 
-    Point the ledger at it with the printed LEDGER_NATS_URL and LEDGER_REPLICAS=3.
+    The nodes accept only the users of the ledger's data directory (<data dir>/creds, made
+    at the first start, as `ledger up` does), and their routes only each other, with a
+    password kept in <data dir>/creds/route.secret. Point the ledger at it with the printed
+    LEDGER_NATS_URL, LEDGER_REPLICAS=3 and the same data directory.
 
-    Example: ledger cluster up --nodes 3 --data-dir .ledger/cluster
+    Example: ledger --data-dir .ledger cluster up --nodes 3
     """
-    data_dir = Path(cluster_dir) if cluster_dir else settings_of(ctx).data_dir / "cluster"
-    local = LocalCluster(data_dir, nodes, client_port=port or None)
+    settings = settings_of(ctx)
+    data_dir = Path(cluster_dir) if cluster_dir else settings.data_dir / "cluster"
+    local = LocalCluster(
+        data_dir,
+        nodes,
+        client_port=port or None,
+        ledger_dir=settings.data_dir,
+        namespace=settings.namespace,
+    )
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -58,7 +69,7 @@ def up(ctx: click.Context, nodes: int, cluster_dir: str | None, port: int) -> No
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         local.start()
-        _print_ready(local, data_dir)
+        _print_ready(local, data_dir, settings.data_dir)
         reported: set[int] = set()
         while not stop.wait(1.0):
             for i in range(nodes):
@@ -72,11 +83,12 @@ def up(ctx: click.Context, nodes: int, cluster_dir: str | None, port: int) -> No
     click.echo("ledger cluster stopped.")
 
 
-def _print_ready(local: LocalCluster, data_dir: Path) -> None:
+def _print_ready(local: LocalCluster, data_dir: Path, ledger_dir: Path) -> None:
     click.echo(
         f"ledger cluster: {len(local.nodes)} nodes, JetStream meta leader "
         f"{local.meta_leader()}, data in {data_dir}"
     )
+    click.echo(f"  credentials in {creds_dir(ledger_dir)}; no client connects without one")
     for i, ports in enumerate(local.ports):
         click.echo(
             f"  node-{i}  {local.url_of(i)}  routes :{ports.cluster}  "
@@ -86,4 +98,6 @@ def _print_ready(local: LocalCluster, data_dir: Path) -> None:
     click.echo("Point the ledger at it:")
     click.echo(f"  export LEDGER_NATS_URL={local.urls}")
     click.echo(f"  export LEDGER_REPLICAS={replicas}")
+    # The commands find their role's credentials in the data directory's creds/ folder.
+    click.echo(f"  export LEDGER_DATA_DIR={ledger_dir}")
     click.echo("Ctrl-C to stop.", nl=True)

@@ -208,10 +208,12 @@ def activities(ctx: click.Context, db: Path | None, as_json: bool, **filters: An
 @click.option("--programme", default=None)
 @click.option("--year", type=int, default=None)
 @click.option("--metric", required=True, help="A metric name, or * for the activity count.")
+@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Page size, 1..500.")
 @_reader_options
 @click.pass_context
 def provenance(ctx: click.Context, db: Path | None, as_json: bool, **key: Any) -> None:
-    """List the activities and events that make up one figure; they sum to it.
+    """List the activities and events that make up one figure, a page at a time; they sum to it.
 
     Example: ledger provenance --country KAZ --metric people_trained
     """
@@ -223,6 +225,8 @@ def provenance(ctx: click.Context, db: Path | None, as_json: bool, **key: Any) -
     def render(console: Console, found: Any) -> None:
         title = f"{found.metric}: {_figure(found.total)}"
         console.print(_table(title, found.items, ProvenanceItem, ("event_ids", "multi_country")))
+        if found.next_cursor:
+            console.print(f"more: --cursor {found.next_cursor}")
         _as_of(console, found)
 
     _print(answer, as_json, render)

@@ -11,6 +11,7 @@ from projections.db import live_path
 from services.access import credentials_for
 from services.cli import run_async, settings_of
 from services.components import stack_components
+from services.exit_codes import ExitCode
 from services.runtime import Runtime
 from services.up import run_stack
 
@@ -36,8 +37,9 @@ __all__ = ["demo", "up"]
 @click.option(
     "--public",
     is_flag=True,
-    help="Allow --host to be an address other machines reach; prints a warning. Set "
-    "LEDGER_API_TOKEN to require a bearer token.",
+    help="Allow --host to be an address other machines reach. Needs LEDGER_API_TOKEN: every "
+    "request must then carry 'Authorization: Bearer <token>'; without it `up` refuses to "
+    "start (exit code 9).",
 )
 @click.option(
     "--db",
@@ -65,18 +67,27 @@ def up(
 
     Example: ledger --data-dir .ledger up --port 8080
     """
-    from services.api_auth import PublicBindError, check_bind_host
+    from services.api_auth import (
+        TOKEN_VARIABLE,
+        PublicBindError,
+        TokenRequiredError,
+        check_bind_host,
+    )
     from services.api_server import ApiServer, serve_file
 
     settings = settings_of(ctx)
-    token = os.environ.get("LEDGER_API_TOKEN") or None
+    token = (os.environ.get(TOKEN_VARIABLE) or "").strip() or None
+    # Checked before anything starts: a refused `up` leaves no server, file or process behind.
     try:
-        warning = check_bind_host(host, public, token)
+        notice = check_bind_host(host, public, token)
     except PublicBindError as exc:
         raise click.UsageError(str(exc)) from None
-    if warning:
-        click.secho(warning, fg="yellow", err=True)
-    api = ApiServer(host, port, token=token)
+    except TokenRequiredError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        ctx.exit(ExitCode.INSECURE)
+    if notice:
+        click.secho(notice, fg="yellow", err=True)
+    api = ApiServer(host, port, token=token, public=public)
     if db is not None and not read_only:
         raise click.UsageError("--db serves a file as is; give --read-only with it")
     if read_only:
@@ -120,6 +131,16 @@ def demo(ctx: click.Context, no_serve: bool, host: str, port: int) -> None:
 
     Example: ledger demo --no-serve
     """
+    from services.api_auth import PublicBindError, check_bind_host
     from services.demo import run_demo
+
+    # The demo serves without a token, so this machine only; `ledger up --public` serves others.
+    try:
+        check_bind_host(host, public=False)
+    except PublicBindError:
+        raise click.UsageError(
+            f"the demo serves on this machine only, not on {host}; keep --host 127.0.0.1, "
+            "and use `ledger up --public` with LEDGER_API_TOKEN set to serve others"
+        ) from None
 
     run_async(run_demo(settings_of(ctx), serve=not no_serve, host=host, port=port))

@@ -1,9 +1,10 @@
 """The dashboard's pages: thin GET handlers over :mod:`projections.queries`, rendered to HTML.
 
 Each handler reads the live projection through the app's :class:`~services.read_model.ReadModel`
-(the same one the API uses), asks the same query functions, and hands their answers to a
-template. Every page takes ``?as_of_sequence=N``: the projection holds one sequence, so a page
-asked for another says so plainly (see ``templates/base.html``).
+(the same one the API uses), asks the same query functions in one of its worker threads (never
+on the event loop), and hands their answers to a template. Every page takes
+``?as_of_sequence=N``: the projection holds one sequence, so a page asked for another says so
+plainly (see ``templates/base.html``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from litestar import MediaType, Request, Response, get
 from litestar.params import FromPath, FromQuery, QueryParameter
@@ -45,8 +47,8 @@ TOP = 10
 """How many countries and programmes the overview ranks."""
 ROW_CHART_MOST = 15
 """The most rows a horizontal chart draws; its table lists them all."""
-PROVENANCE_SHOWN = 500
-"""The most activities a provenance page lists; its CSV has them all."""
+PROVENANCE_SHOWN = PAGE_SIZE
+"""Activities a provenance page lists; the next page is a link, and its CSV has them all."""
 _NATS_TIMEOUT = 3.0
 _PLURAL = {"country": "/countries", "programme": "/programmes", "year": "/years"}
 
@@ -68,8 +70,12 @@ def _page(path: str, *params: str) -> Any:
     )
 
 
-def _conn(request: Request) -> sqlite3.Connection:
-    return request.app.state.read_model.connection()
+T = TypeVar("T")
+
+
+async def _read(request: Request, read: Callable[[sqlite3.Connection], T]) -> T:
+    """``read(conn)`` in one of the read model's worker threads."""
+    return await request.app.state.read_model.run(read)
 
 
 def _blank(text: str | None) -> str | None:
@@ -92,15 +98,17 @@ async def _stream_last(store: EventStore | None) -> int | None:
 @_page("/")
 async def overview(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
     """Headline totals, activities per year, the top countries and programmes, and status."""
-    conn = _conn(request)
     last = await _stream_last(request.app.state.store)
-    years, countries, programmes, status = same_snapshot(
-        lambda: (
-            queries.list_years(conn),
-            queries.list_countries(conn),
-            queries.list_programmes(conn),
-            queries.status(conn, last),
-        )
+    years, countries, programmes, status = await _read(
+        request,
+        lambda conn: same_snapshot(
+            lambda: (
+                queries.list_years(conn),
+                queries.list_countries(conn),
+                queries.list_programmes(conn),
+                queries.status(conn, last),
+            )
+        ),
     )
     top_countries = top_cells(countries.items, TOP)
     top_programmes = top_cells(programmes.items, TOP)
@@ -145,7 +153,7 @@ def _index(page: Page, key: str, cells: list[Cell], csv: str) -> Response:
 @_page("/countries")
 async def countries(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
     """Every country with activities, and its figures."""
-    answer = queries.list_countries(_conn(request))
+    answer = await _read(request, queries.list_countries)
     page = Page("Countries", answer.as_of, as_of_sequence)
     return _index(page, "country", answer.items, "/v1/countries?format=csv")
 
@@ -153,7 +161,7 @@ async def countries(request: Request, as_of_sequence: AsOfSequence = None) -> Re
 @_page("/programmes")
 async def programmes(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
     """Every programme with activities, and its figures."""
-    answer = queries.list_programmes(_conn(request))
+    answer = await _read(request, queries.list_programmes)
     page = Page("Programmes", answer.as_of, as_of_sequence)
     return _index(page, "programme", answer.items, "/v1/programmes?format=csv")
 
@@ -161,7 +169,7 @@ async def programmes(request: Request, as_of_sequence: AsOfSequence = None) -> R
 @_page("/years")
 async def years(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
     """Every year with activities, and its figures."""
-    answer = queries.list_years(_conn(request))
+    answer = await _read(request, queries.list_years)
     page = Page("Years", answer.as_of, as_of_sequence)
     return _index(page, "year", answer.items, "/v1/years?format=csv")
 
@@ -259,15 +267,18 @@ async def country(
     as_of_sequence: AsOfSequence = None,
 ) -> Response:
     """One country: totals, figures by year and programme, multi-country and activities."""
-    conn, narrowed, cursor = _conn(request), parse_year(year), _blank(cursor)
+    narrowed, cursor = parse_year(year), _blank(cursor)
     code = queries.resolve_country(country)
-    summary, listing = same_snapshot(
-        lambda: (
-            queries.country_summary(conn, code, narrowed),
-            queries.list_activities(
-                conn, country=code, year=narrowed, cursor=cursor, limit=PAGE_SIZE
-            ),
-        )
+    summary, listing = await _read(
+        request,
+        lambda conn: same_snapshot(
+            lambda: (
+                queries.country_summary(conn, code, narrowed),
+                queries.list_activities(
+                    conn, country=code, year=narrowed, cursor=cursor, limit=PAGE_SIZE
+                ),
+            )
+        ),
     )
     page = Page(summary.name or code, summary.as_of, as_of_sequence)
     return _summary_page(
@@ -292,15 +303,18 @@ async def programme(
     as_of_sequence: AsOfSequence = None,
 ) -> Response:
     """One programme: totals, figures by year and country, multi-country and activities."""
-    conn, narrowed, cursor = _conn(request), parse_year(year), _blank(cursor)
+    narrowed, cursor = parse_year(year), _blank(cursor)
     code = queries.resolve_programme(programme)
-    summary, listing = same_snapshot(
-        lambda: (
-            queries.programme_summary(conn, code, narrowed),
-            queries.list_activities(
-                conn, programme=code, year=narrowed, cursor=cursor, limit=PAGE_SIZE
-            ),
-        )
+    summary, listing = await _read(
+        request,
+        lambda conn: same_snapshot(
+            lambda: (
+                queries.programme_summary(conn, code, narrowed),
+                queries.list_activities(
+                    conn, programme=code, year=narrowed, cursor=cursor, limit=PAGE_SIZE
+                ),
+            )
+        ),
     )
     page = Page(summary.name or code, summary.as_of, as_of_sequence)
     return _summary_page(
@@ -324,12 +338,15 @@ async def year(
     as_of_sequence: AsOfSequence = None,
 ) -> Response:
     """One year: totals, figures by programme and country, multi-country and activities."""
-    conn, cursor = _conn(request), _blank(cursor)
-    summary, listing = same_snapshot(
-        lambda: (
-            queries.year_summary(conn, year),
-            queries.list_activities(conn, year=year, cursor=cursor, limit=PAGE_SIZE),
-        )
+    cursor = _blank(cursor)
+    summary, listing = await _read(
+        request,
+        lambda conn: same_snapshot(
+            lambda: (
+                queries.year_summary(conn, year),
+                queries.list_activities(conn, year=year, cursor=cursor, limit=PAGE_SIZE),
+            )
+        ),
     )
     page = Page(str(year), summary.as_of, as_of_sequence)
     return _summary_page(
@@ -368,7 +385,7 @@ async def activity(
     request: Request, activity_id: FromPath[str], as_of_sequence: AsOfSequence = None
 ) -> Response:
     """One activity: its current state, its source, and its history from the stream."""
-    detail = queries.get_activity(_conn(request), activity_id)
+    detail = await _read(request, lambda conn: queries.get_activity(conn, activity_id))
     history, note = await _history(request.app.state.store, activity_id)
     ref = load_reference()
     return render(
@@ -387,22 +404,27 @@ def _programme_name(code: str) -> str:
     return entry.name if entry else code
 
 
-@_page("/provenance", "country", "programme", "year", "metric")
+@_page("/provenance", "country", "programme", "year", "metric", "cursor")
 async def provenance(
     request: Request,
     country: Text = None,
     programme: Text = None,
     year: Text = None,
     metric: Text = None,
+    cursor: Text = None,
     as_of_sequence: AsOfSequence = None,
 ) -> Response:
     """The activities and events that make up one figure, which their values sum to."""
-    answer = queries.provenance(
-        _conn(request),
-        country=_blank(country),
-        programme=_blank(programme),
-        year=parse_year(year),
-        metric=_blank(metric) or ACTIVITY_COUNT,
+    key = {
+        "country": _blank(country),
+        "programme": _blank(programme),
+        "year": parse_year(year),
+        "metric": _blank(metric) or ACTIVITY_COUNT,
+    }
+    cursor = _blank(cursor)
+    answer = await _read(
+        request,
+        lambda conn: queries.provenance(conn, **key, cursor=cursor, limit=PROVENANCE_SHOWN),
     )
     ref = load_reference()
     where = [
@@ -410,23 +432,28 @@ async def provenance(
         *([_programme_name(answer.programme)] if answer.programme else []),
         *([str(answer.year)] if answer.year is not None else []),
     ]
+    page = Page(
+        f"{metric_label(answer.metric)}: where the figure comes from",
+        answer.as_of,
+        as_of_sequence,
+    )
+    figure = {
+        "country": answer.country,
+        "programme": answer.programme,
+        "year": answer.year,
+        "metric": answer.metric,
+    }
     return render(
         "provenance.html",
-        Page(
-            f"{metric_label(answer.metric)}: where the figure comes from",
-            answer.as_of,
-            as_of_sequence,
-        ),
+        page,
         answer=answer,
         where=", ".join(where) or "all countries, programmes and years",
-        items=answer.items[:PROVENANCE_SHOWN],
-        csv_params={
-            "country": answer.country,
-            "programme": answer.programme,
-            "year": answer.year,
-            "metric": answer.metric,
-            "format": "csv",
-        },
+        items=answer.items,
+        csv=href("/csv/provenance", **figure),
+        next_url=page.link("/provenance", **figure, cursor=answer.next_cursor)
+        if answer.next_cursor
+        else None,
+        first_url=page.link("/provenance", **figure) if cursor else None,
     )
 
 
@@ -443,7 +470,6 @@ async def search(
     as_of_sequence: AsOfSequence = None,
 ) -> Response:
     """Full text over titles and summaries, with filters; a GET form, so results can be linked."""
-    conn = _conn(request)
     filters = {
         "q": _blank(q),
         "country": _blank(country),
@@ -453,13 +479,16 @@ async def search(
         "status": _blank(status),
     }
     cursor = _blank(cursor)
-    found, countries, programmes, years = same_snapshot(
-        lambda: (
-            queries.list_activities(conn, **filters, cursor=cursor, limit=PAGE_SIZE),
-            queries.list_countries(conn),
-            queries.list_programmes(conn),
-            queries.list_years(conn),
-        )
+    found, countries, programmes, years = await _read(
+        request,
+        lambda conn: same_snapshot(
+            lambda: (
+                queries.list_activities(conn, **filters, cursor=cursor, limit=PAGE_SIZE),
+                queries.list_countries(conn),
+                queries.list_programmes(conn),
+                queries.list_years(conn),
+            )
+        ),
     )
     page = Page("Search activities", found.as_of, as_of_sequence)
     return render(

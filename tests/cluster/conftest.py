@@ -1,4 +1,8 @@
-"""Fixtures for the cluster tests: one local 3-node cluster per session, whole again per test."""
+"""Fixtures for the cluster tests: one local 3-node cluster per session, whole again per test.
+
+The cluster checks credentials as a deployment does; the tests connect as its admin, which may
+use the streams of their own namespaces (the other roles' permissions name ``LEDGER``).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,9 @@ def local_cluster(_session_cluster: LocalCluster) -> LocalCluster:
 @pytest.fixture
 async def cluster_nc(local_cluster: LocalCluster) -> AsyncIterator[NATS]:
     """A client that knows every node, so it reconnects to a survivor when one dies."""
-    client = await connect(local_cluster.urls, name="cluster-tests")
+    client = await connect(
+        local_cluster.urls, name="cluster-tests", creds=local_cluster.credentials()
+    )
     yield client
     await client.close()
 

@@ -86,6 +86,7 @@ async def test_killing_the_stream_leader_during_ingest_loses_and_doubles_nothing
         dont_randomize=True,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
+        **local_cluster.credentials().connect_options(),
     )
     writer = EventStore(writer_nc, r3_store.ns, timeout=5.0)
     killed: list[int] = []

@@ -18,7 +18,8 @@ import pytest
 
 from events.store import EventStore
 from events.subjects import Namespace
-from services.stack import connect
+from services.access import role_credentials
+from services.stack import ConnectionFailedError, connect
 
 pytestmark = pytest.mark.cluster
 
@@ -67,9 +68,9 @@ class Output:
 
 @pytest.fixture
 def cluster_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output]]:
-    """A running ``ledger cluster up --port 0`` and its output."""
+    """A running ``ledger --data-dir <tmp> cluster up --port 0`` and its output."""
     process = subprocess.Popen(
-        [LEDGER, "cluster", "up", "--nodes", "3", "--data-dir", str(tmp_path), "--port", "0"],
+        [LEDGER, "--data-dir", str(tmp_path), "cluster", "up", "--nodes", "3", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -95,7 +96,7 @@ def refuses(url: str) -> bool:
 
 
 async def test_cluster_up_serves_an_r3_stream_and_stops_on_ctrl_c(
-    cluster_up: tuple[subprocess.Popen[str], Output],
+    cluster_up: tuple[subprocess.Popen[str], Output], tmp_path: Path
 ) -> None:
     process, output = cluster_up
     lines = output.until("Ctrl-C to stop.")
@@ -105,9 +106,15 @@ async def test_cluster_up_serves_an_r3_stream_and_stops_on_ctrl_c(
     assert exports["LEDGER_REPLICAS"] == "3"
     urls = exports["LEDGER_NATS_URL"].split(",")
     assert len(urls) == 3
+    # Check the nodes keep their stores under the data directory, and know its users.
+    assert exports["LEDGER_DATA_DIR"] == str(tmp_path)
+    assert (tmp_path / "cluster" / "node-0" / "nats-server.conf").exists()
+    with pytest.raises(ConnectionFailedError, match="refused a client without credentials"):
+        await connect(exports["LEDGER_NATS_URL"], timeout=5)
 
-    # Check the printed URL is all a client needs to create and use an R3 stream.
-    nc = await connect(exports["LEDGER_NATS_URL"])
+    # Check the printed settings are all a client needs to create and use an R3 stream.
+    admin = role_credentials(Path(exports["LEDGER_DATA_DIR"]), "admin")
+    nc = await connect(exports["LEDGER_NATS_URL"], creds=admin)
     try:
         store = EventStore(nc, Namespace.for_tests(f"cli{os.getpid()}"))
         info = await store.ensure_stream(replicas=3)

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from services.deploy import compose_nodes
+
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,27 +32,20 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
     return compose["services"]
 
 
-def flags(service: dict[str, Any]) -> dict[str, str]:
-    """A nats node's ``--name=value`` command-line flags as a dict."""
-    pairs = (arg.removeprefix("--").partition("=") for arg in service["command"])
-    return {name: value for name, _, value in pairs}
-
-
-def test_three_nats_nodes_form_one_jetstream_cluster(services: dict[str, Any]) -> None:
-    every_route = {f"nats-route://{node}:6222" for node in NODES}
+def test_three_nats_nodes_run_the_configuration_deploy_init_writes(
+    services: dict[str, Any],
+) -> None:
+    # The cluster, its routes and users are in the generated files; the security tests run
+    # them (tests/security/test_deployment_auth.py).
+    assert [node.name for node in compose_nodes()] == list(NODES)
     for node in NODES:
         service = services[node]
         assert service["image"].startswith("nats:2.")
-        assert flags(service) == {
-            "server_name": node,
-            "jetstream": "",
-            "store_dir": "/data",
-            "http_port": "8222",
-            "cluster_name": "ledger",
-            "cluster": "nats://0.0.0.0:6222",
-            "routes": ",".join(sorted(every_route)),
-        }
-        assert service["volumes"] == [f"{node}-data:/data"]
+        assert service["command"] == ["--config", "/etc/nats/nats-server.conf"]
+        assert service["volumes"] == [
+            f"{node}-data:/data",
+            f"./deploy/{node}.conf:/etc/nats/nats-server.conf:ro",
+        ]
         assert "/healthz" in " ".join(service["healthcheck"]["test"])
 
 
@@ -91,7 +86,8 @@ def test_ledger_services_run_from_the_one_image_with_health_checks(
     services: dict[str, Any], name: str, entrypoint: list[str] | None, replicas: int
 ) -> None:
     service = services[name]
-    assert service["build"] == "."
+    # The image's user takes the uid of the credentials files' owner (Dockerfile).
+    assert service["build"] == {"context": ".", "args": {"LEDGER_UID": "${LEDGER_UID:-10001}"}}
     assert service.get("entrypoint") == entrypoint
     assert service.get("deploy", {}).get("replicas", 1) == replicas
     assert service["healthcheck"]["test"][0] == "CMD"
@@ -110,16 +106,7 @@ def test_api_replicas_build_their_own_projection_and_publish_a_port(
     api = services["api"]
     # No shared volume: each replica's projection file lives in its own container.
     assert "volumes" not in api
-    assert api["command"] == [
-        "--data-dir",
-        "/data/api",
-        "up",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8000",
-        "--public",
-    ]
+    assert api["command"] == ["up", "--host", "0.0.0.0", "--port", "8000", "--public"]
     # Replicas that shared a durable consumer would split the events between their files.
     assert api["environment"]["LEDGER_PROJECTOR_DURABLE"] == "reader-{hostname}"
     # One host port per replica.
@@ -132,3 +119,5 @@ def test_dockerfile_installs_the_project_with_ledger_as_entrypoint() -> None:
     assert [line for line in dockerfile if line.startswith("FROM")] == ["FROM python:3.11-slim"]
     assert any(line.startswith("RUN pip install .") for line in dockerfile)
     assert 'ENTRYPOINT ["ledger"]' in dockerfile
+    assert "ARG LEDGER_UID=10001" in dockerfile
+    assert "USER ledger" in dockerfile

@@ -24,6 +24,7 @@ from projections.db import open_reader
 from replay.rebuild import rebuild
 from services.client import OfficeClient
 from services.cluster import LocalCluster
+from services.credentials import users_path
 from services.importer import ImportSummary, import_file
 from services.intake_errors import IntakeUnavailableError
 from services.stack import connect
@@ -49,6 +50,12 @@ def intake(local_cluster: LocalCluster, r3_store: EventStore) -> Iterator[None]:
             r3_store.ns.prefix,
             "--stream",
             r3_store.ns.stream,
+            # As the admin (the roles' permissions name the LEDGER stream, not the test's),
+            # answering the users the cluster knows.
+            "--creds",
+            str(local_cluster.credentials().path),
+            "--users",
+            str(users_path(local_cluster.ledger_dir)),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -70,7 +77,7 @@ async def test_an_import_survives_the_leaders_death_and_stores_each_activity_onc
     path.write_bytes(b"".join(msgspec.json.encode(a) + b"\n" for a in activities))
     stream = r3_store.ns.stream
     leader = await local_cluster.stream_leader(r3_store.js, stream)
-    nc = await connect(local_cluster.urls, "cluster-import")
+    nc = await connect(local_cluster.urls, "cluster-import", creds=local_cluster.credentials())
     client = OfficeClient(nc, None, r3_store.ns)
     killed: list[int] = []
 

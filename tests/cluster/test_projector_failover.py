@@ -77,9 +77,14 @@ async def until(check: Any, what: Any, timeout: float = 90.0) -> None:
 
 
 @pytest.fixture
-def start_projectors(tmp_path: Path) -> Iterator[Any]:
-    """Starts ``python -m services.projector`` processes, one durable and file each; stops them."""
+def start_projectors(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[Any]:
+    """Starts ``python -m services.projector`` processes, one durable and file each; stops them.
+
+    They connect as the admin: the projector role may use only the durable ``projector`` on
+    ``LEDGER``, and these use durables of their own on the test's stream.
+    """
     processes: list[subprocess.Popen[bytes]] = []
+    creds = str(local_cluster.credentials().path)
 
     def start(url: str, store: EventStore) -> dict[str, Path]:
         files = {}
@@ -93,6 +98,7 @@ def start_projectors(tmp_path: Path) -> Iterator[Any]:
                         *(sys.executable, "-m", "services.projector", "--nats-url", url),
                         *("--db", str(files[name]), "--durable", name, "--batch", "200"),
                         *("--stream", store.ns.stream, "--prefix", store.ns.prefix),
+                        *("--creds", creds),
                     ],
                     cwd=ROOT,
                     stdout=log,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -59,6 +60,13 @@ async def stack(
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.05)
+        # The API can answer before intake has subscribed: wait for any answer of intake's.
+        for _ in range(200):
+            try:
+                await nc.request(namespace.intake("HQ"), b"{}", timeout=0.5)
+                break
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                await asyncio.sleep(0.05)
         yield Stack(client, OfficeClient(nc, "HQ", namespace), EventStore(nc, namespace), settings)
     stop.set()
     await asyncio.wait_for(task, 30)

@@ -122,7 +122,9 @@ def test_export_then_import_log_into_a_fresh_ledger(
 ) -> None:
     archive = data_dir / "ledger.jsonl.gz"
     code, out = ledger(data_dir, "export", "--out", str(archive))
-    assert (code, out.strip().splitlines()[-1]) == (0, f"{archive}: 2 messages")
+    assert code == 0, out
+    assert f"{archive}: 2 messages" in out.splitlines()
+    assert Path(f"{archive}.manifest.json").exists()
 
     fresh = tmp_path_factory.mktemp("restored")
     code, out = ledger(fresh, "import-log", str(archive))

@@ -76,10 +76,14 @@ def page(browser: Any, base_url: str) -> Iterator[Any]:
     requested: list[str] = []
     context.on("request", lambda request: requested.append(request.url))
     tab = context.new_page()
+    refused: list[str] = []
+    tab.on("console", lambda message: refused.append(message.text))
     yield tab
     context.close()
     # Nothing a page shows may come from anywhere else: the machines may have no internet.
     assert [url for url in requested if not url.startswith(base_url)] == []
+    # The server's Content-Security-Policy blocked nothing the pages need.
+    assert [text for text in refused if "Content Security Policy" in text] == []
 
 
 def shoot(page: Any, tmp_path: Path, name: str) -> Path:
@@ -148,6 +152,16 @@ def test_search_by_words_and_a_filter(page: Any, tmp_path: Path):
     assert "Firearms operation" in results.first.inner_text()
     assert page.get_by_label("Words").input_value() == "trigger"
     shoot(page, tmp_path, "search")
+
+
+def test_the_security_policy_lets_the_stylesheet_apply(page: Any):
+    response = page.goto("/countries/KAZ")
+
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    # dashboard.css paints the page's ground #f5f7fa: the one stylesheet loaded.
+    ground = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert ground == "rgb(245, 247, 250)"
+    assert page.locator("svg.chart").first.is_visible()
 
 
 def test_keyboard_and_narrow_screen(browser: Any, base_url: str, tmp_path: Path):

@@ -17,7 +17,7 @@ from events.keys import KeyRegistry
 from events.signing import new_key_pair, sign_hash
 from events.store import EventStore
 from events.subjects import Namespace
-from replay.archive import ArchiveError, export_log, import_log
+from replay.archive import ArchiveError, ImportRules, export_log, import_log
 from replay.chain import ChainChecker, Failure
 from replay.history import FieldChange, activity_history
 from tests.factories import make_reported, make_revised, make_withdrawn, sealed
@@ -109,13 +109,16 @@ async def test_export_import_round_trip_keeps_ids_order_and_sequences(
     await store.js.publish(store.ns.activity("HQ", "JUNK"), b"\xff not json")
     archive = tmp_path / "ledger.jsonl.gz"
 
-    exported = await export_log(store, archive)
+    exported = await export_log(store, archive, seed=new_key_pair()[0])
 
     fresh = EventStore(nc, Namespace.for_tests(store.ns.stream.lower() + "copy"))
     await fresh.ensure_stream()
-    imported = await import_log(fresh, archive)
+    # The junk message is no event: only an explicit allowance carries it over.
+    rules = ImportRules(KeyRegistry(), allow_non_events=True)
+    imported = await import_log(fresh, archive, rules=rules)
 
-    assert exported == imported == 24
+    assert exported.count == imported.count == imported.written == 24
+    assert imported.non_events == 1
     original = [
         (r.sequence, r.subject.split(".", 1)[1], r.data) async for b in store.read_raw() for r in b
     ]
@@ -125,7 +128,7 @@ async def test_export_import_round_trip_keeps_ids_order_and_sequences(
     assert [(s, d) for s, _, d in copy] == [(s, d) for s, _, d in original]
 
     with pytest.raises(ArchiveError, match="already holds 24 messages"):
-        await import_log(fresh, archive)
+        await import_log(fresh, archive, rules=rules)
 
 
 async def test_an_altered_archive_is_refused_before_anything_is_written(
@@ -133,7 +136,7 @@ async def test_an_altered_archive_is_refused_before_anything_is_written(
 ) -> None:
     await _report_revise_withdraw(store)
     archive = tmp_path / "ledger.jsonl"
-    await export_log(store, archive)
+    await export_log(store, archive, seed=new_key_pair()[0])
     lines = archive.read_text().splitlines()
     second = json.loads(lines[1])
     second["event"]["payload"]["changes"]["metrics"]["people_trained"] = 6000
@@ -142,8 +145,8 @@ async def test_an_altered_archive_is_refused_before_anything_is_written(
 
     fresh = EventStore(nc, Namespace.for_tests(store.ns.stream.lower() + "bad"))
     await fresh.ensure_stream()
-    with pytest.raises(ArchiveError, match=r"ledger.jsonl:2: sequence 2: hash"):
-        await import_log(fresh, archive)
+    with pytest.raises(ArchiveError, match=r"ledger.jsonl:2: event.hash: sequence 2"):
+        await import_log(fresh, archive, rules=ImportRules(KeyRegistry()))
     assert await fresh.last_sequence() == 0
 
 

@@ -12,10 +12,11 @@ from nats.aio.client import Client as NATS
 from events.codec import encode, headers_for
 from events.keys import KeyRegistry
 from events.model import CountryShare
+from events.signing import new_key_pair
 from events.store import EventStore
 from events.subjects import Namespace
 from projections.db import live_path, open_reader, open_writer
-from replay.archive import export_log, import_log
+from replay.archive import ImportRules, export_log, import_log
 from replay.asof import replay_as_of
 from replay.diff import diff
 from replay.rebuild import rebuild
@@ -154,11 +155,11 @@ async def test_export_import_and_rebuild_give_identical_projections(
         await store.append(sealed(make_reported(activity_id=f"A-{i}", countries=shared)), 0)
     original = await rebuild(store, live_path(tmp_path / "original"), progress=False)
     archive = tmp_path / "ledger.jsonl.gz"
-    await export_log(store, archive)
+    await export_log(store, archive, seed=new_key_pair()[0])
 
     restored_store = EventStore(nc, Namespace.for_tests(store.ns.stream.lower() + "r"))
     await restored_store.ensure_stream()
-    await import_log(restored_store, archive)
+    await import_log(restored_store, archive, rules=ImportRules(KeyRegistry()))
     restored = await rebuild(restored_store, live_path(tmp_path / "restored"), progress=False)
 
     conn = sqlite3.connect(f"file:{original.path}?mode=ro", uri=True)

@@ -21,6 +21,7 @@ from services.access import add_office, credentials_for, embedded_server
 from services.api_server import ApiServer
 from services.cli import main
 from services.client import OfficeClient
+from services.cluster import LocalCluster
 from services.components import stack_components
 from services.config import Settings
 from services.credentials import creds_dir, creds_path, load_users
@@ -163,7 +164,10 @@ async def test_a_new_office_can_connect_at_once_after_office_add(secured) -> Non
     added = add_office(settings, "PO_HND")
     # No `ledger up` wrote runtime.json here, so reload as add_office does for a running one.
     assert added.reloaded_pid is None
-    embedded_server(settings).reload(server.pid)
+    if isinstance(server, LocalCluster):
+        server.reload()
+    else:
+        embedded_server(settings).reload(server.pid)
     nc = await _connect_when_reloaded(settings, "office-PO_HND", server.url)
     await nc.flush()  # a round trip: the server took the new key
     assert nc.is_connected

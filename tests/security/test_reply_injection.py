@@ -19,12 +19,15 @@ from nats.aio.client import Client as NATS
 
 from events.commands import Accepted, encode_command
 from events.store import EventStore
+from projections.db import live_path
 from services.access import credentials_for
 from services.client import OfficeClient
 from services.components import stack_components
 from services.config import Settings
 from services.credentials import users_path
 from services.intake_errors import IntakeUnavailableError
+from services.query_service import QueryService
+from services.read_model import ReadModel
 from services.replies import ReplyGuard, is_reply_under
 from services.stack import connect
 from services.up import run_stack
@@ -220,3 +223,30 @@ async def _report_when_listening(client: OfficeClient, activity_id: str) -> Acce
         except IntakeUnavailableError:
             await asyncio.sleep(0.1)
     return await client.report(make_reported(activity_id=activity_id, office="KAZ"))
+
+
+async def test_the_query_service_answers_only_a_users_inbox(
+    as_user: AsUser, secured: tuple, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, _ = secured
+    query_nc = await as_user("query")
+    service = QueryService(ReadModel(live_path(tmp_path)), EventStore(query_nc))
+    stop = asyncio.Event()
+    guard = ReplyGuard("query", users_path(settings.data_dir))
+    serving = asyncio.create_task(service.serve(query_nc, "ledger", stop, guard))
+    try:
+        await query_nc.flush()
+        admin = await as_user("admin")
+        before = await _stream_state(admin)
+        with caplog.at_level(logging.WARNING, logger="ledger.query"):
+            for target in ("ledger.activity.VNM.INJECTED", "$JS.API.STREAM.PURGE.LEDGER"):
+                await admin.publish("ledger.query.status", b"{}", reply=target)
+            # The admin's own inbox is answered: the service was listening all along.
+            answer = await admin.request("ledger.query.status", b"{}", timeout=_JS_TIMEOUT)
+        assert answer.data
+        dropped = [r for r in caplog.records if "violation" in r.getMessage()]
+        assert len(dropped) == 2
+        assert await _stream_state(admin) == before
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 10)

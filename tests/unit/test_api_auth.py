@@ -1,4 +1,5 @@
-"""The API's access rules on a tiny Litestar app: bearer token and loopback-only binding."""
+"""The API's access rules on a tiny Litestar app: bearer token, loopback-only binding, and
+``--public`` only with a token."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
 
-from services.api_auth import PublicBindError, check_bind_host, require_token
+from services.api_auth import (
+    PublicBindError,
+    TokenRequiredError,
+    check_bind_host,
+    require_token,
+)
 
 
 @get("/countries")
@@ -51,9 +57,17 @@ def test_loopback_needs_no_public_flag(host: str) -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::", "api.example.org"])
-def test_other_addresses_need_the_public_flag(host: str) -> None:
+def test_other_addresses_need_the_public_flag_and_a_token(host: str) -> None:
     with pytest.raises(PublicBindError, match="give --public"):
         check_bind_host(host, public=False)
-    warning = check_bind_host(host, public=True)
-    assert warning is not None and "set LEDGER_API_TOKEN" in warning
-    assert "set LEDGER_API_TOKEN" not in (check_bind_host(host, public=True, token="t") or "")
+    notice = check_bind_host(host, public=True, token="t")
+    assert notice is not None and "can be reached from other machines" in notice
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+@pytest.mark.parametrize("token", [None, "", "   "])
+def test_public_without_a_token_is_refused_naming_the_variable(
+    host: str, token: str | None
+) -> None:
+    with pytest.raises(TokenRequiredError, match="set LEDGER_API_TOKEN"):
+        check_bind_host(host, public=True, token=token)

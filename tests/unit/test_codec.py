@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.codec import HEADER_TYPE, HEADER_VERSION, Codec, decode, encode, headers_for
-from events.envelope import Envelope, new_event_id
+from events.envelope import Envelope, new_event_id, seal
 from events.errors import EventDecodeError
 from events.integrity import has_valid_hash
 from events.model import (
@@ -191,3 +191,13 @@ def test_envelope_is_generic_over_the_three_payloads() -> None:
     event = sealed(make_reported())
     assert isinstance(event, Envelope)
     assert event.activity_id == "KAZ-TRAINING-1"
+
+
+def test_an_event_stored_before_the_limits_still_decodes() -> None:
+    # Intake's limits (events/limits.py) refuse such a report today; one stored before they
+    # existed must still replay, so the stored types carry no limits of their own.
+    oversized = make_reported(title="t" * 300_000, partners=["p"] * 20_000)
+    envelope = seal(oversized, office="KAZ", actor="a" * 100_000, prev="")
+    decoded = decode(encode(envelope))
+    assert (len(decoded.payload.title), len(decoded.payload.partners)) == (300_000, 20_000)
+    assert len(decoded.actor) == 100_000

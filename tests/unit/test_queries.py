@@ -324,6 +324,34 @@ def test_provenance_lists_what_makes_up_the_figure(read_model, key, metric, tota
     assert all(item.event_ids and item.last_event_id == item.event_ids[-1] for item in answer.items)
 
 
+def test_provenance_pages_with_a_cursor_that_belongs_to_its_figure(read_model):
+    # Kazakhstan's people trained: CYBER-SHARED 60, KAZ-TRAINING-1 571, MULTI-1 listed (0).
+    pages, cursor = [], None
+    while True:
+        page = queries.provenance(
+            read_model, country="KAZ", metric="people_trained", cursor=cursor, limit=2
+        )
+        pages.append([item.activity_id for item in page.items])
+        assert (page.limit, page.total, page.activities) == (2, 631, 2)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    assert pages == [["CYBER-SHARED", "KAZ-TRAINING-1"], ["MULTI-1"]]
+    first = queries.provenance(read_model, country="KAZ", metric="people_trained", limit=1)
+    kept = first.next_cursor
+    elsewhere = [
+        lambda: queries.provenance(read_model, country="UZB", metric="people_trained", cursor=kept),
+        lambda: queries.provenance(read_model, country="KAZ", metric="*", cursor=kept),
+        lambda: queries.list_activities(read_model, country="KAZ", cursor=kept),
+    ]
+    for call in elsewhere:
+        with pytest.raises(BadParameterError, match="other filters"):
+            call()
+    with pytest.raises(BadParameterError, match=r"1\.\.500"):
+        queries.provenance(read_model, metric="*", limit=501)
+
+
 def test_status_gives_checkpoint_lag_and_quarantine(read_model):
     answer = queries.status(read_model, stream_last_sequence=10)
 

@@ -1,7 +1,9 @@
-"""The read side's handle: kept answers never outlive a change to the projection."""
+"""The read side's handle: kept answers never outlive a change, queries run in worker threads,
+and a snapshot reads one state."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +82,38 @@ async def test_a_switch_to_a_rebuilt_file_is_seen_at_once(
     assert before.totals["people_trained"] == KAZ_TRAINED
     assert after.totals == {"people_trained": 12}
     assert after.as_of.sequence == 1
+
+
+def _thread_name(conn: object) -> str:
+    return threading.current_thread().name
+
+
+async def test_queries_run_in_worker_threads_not_on_the_loop(model: ReadModel) -> None:
+    loop_thread = threading.current_thread().name
+    ran_in = await model.query(None, _thread_name)
+    also = await model.run(_thread_name)
+
+    assert ran_in.startswith("ledger-read") and also.startswith("ledger-read")
+    assert loop_thread not in (ran_in, also)
+    # Each thread reads through a connection of its own: SQLite's are bound to their thread.
+    conns = {id(await model.run(lambda conn: conn)) for _ in range(8)}
+    assert id(model.connection()) not in conns
+
+
+async def test_a_snapshot_reads_one_state_while_the_projector_commits(
+    live: Path, model: ReadModel
+) -> None:
+    snapshot = await model.snapshot()
+    try:
+        before = await snapshot.run(queries.current_sequence)
+        _apply(resolve(live), raw_messages([sealed(NEW_KAZ)], first=len(seed_events()) + 1))
+        during = await snapshot.run(lambda conn: queries.country_summary(conn, "KAZ"))
+    finally:
+        snapshot.close()
+    now = await model.run(queries.current_sequence)
+
+    assert before == during.as_of.sequence == len(seed_events())
+    assert during.totals["people_trained"] == KAZ_TRAINED
+    assert now == len(seed_events()) + 1
+    with pytest.raises(RuntimeError, match="closed"):
+        await snapshot.run(queries.current_sequence)
