@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.embedded import EmbeddedNats
+from services.infra.embedded import EmbeddedNats
 
 __all__ = ["Timer", "bench_server", "parser", "report"]
 

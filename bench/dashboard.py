@@ -25,7 +25,7 @@ from litestar.testing import TestClient
 from bench.query import build
 from projections import queries
 from projections.db import open_reader
-from services.api import create_app
+from services.api.app import create_app
 
 GOAL_MS = 200.0
 

@@ -32,9 +32,9 @@ from events.commands import Accepted
 from events.envelope import new_event_id, seal, utc_now
 from events.store import EventStore
 from events.subjects import Namespace
-from services.client import OfficeClient
-from services.embedded import EmbeddedNats
-from services.intake import run_intake
+from services.client.office import OfficeClient
+from services.infra.embedded import EmbeddedNats
+from services.intake.service import run_intake
 
 
 async def _through_intake(url: str, n: int, window: int, workers: int, separate: bool) -> float:

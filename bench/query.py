@@ -27,12 +27,12 @@ from pathlib import Path
 
 from bench.synthetic import synthetic_events
 from events.codec import encode, headers_for
-from events.store import RawMessage
+from events.stored import RawMessage
 from projections import queries
 from projections.apply import Applier
 from projections.db import open_reader, open_writer
 from projections.schema import SCHEMA_VERSION, create_indexes
-from services.read_model import DEFAULT_KEPT
+from services.api.read_model import DEFAULT_KEPT
 
 COUNTRY = "/v1/countries/{country}"
 ACTIVITIES = "/v1/activities?country={country}&year=2015&limit=50"
@@ -82,7 +82,7 @@ def serve(path: Path, port: int, kept: int) -> None:
     """
     import uvicorn
 
-    from services.api import create_app
+    from services.api.app import create_app
 
     app = create_app(path, kept=kept)
     # `ledger up` runs on asyncio's own loop; uvicorn would pick uvloop when it is installed.

@@ -31,7 +31,7 @@ from nats.js import api
 from bench.synthetic import synthetic_epoch, synthetic_events
 from events.store import EventStore
 from events.subjects import Namespace
-from services.embedded import EmbeddedNats
+from services.infra.embedded import EmbeddedNats
 
 _FILL_CHUNK = 50_000
 

@@ -26,7 +26,8 @@ from events.model import (
     Source,
 )
 from events.reference import Reference, load_reference
-from events.store import AppendOutcome, AppendResult, EventStore, LoadedActivity, Recorded
+from events.store import AppendOutcome, AppendResult, EventStore
+from events.stored import LoadedActivity, Recorded
 from events.subjects import DEFAULT, Namespace
 from events.validation import check_reason, check_reported
 

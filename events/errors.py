@@ -144,7 +144,7 @@ class TooManyReadersError(LedgerError):
         super().__init__(
             f"stream {stream} has as many readers as the server allows; a finished replay "
             "frees its place within a minute, so try again then (operators: see "
-            "MAX_CONSUMERS in services/security.py)"
+            "MAX_CONSUMERS in services/infra/security.py)"
         )
 
 

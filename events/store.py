@@ -36,6 +36,7 @@ from events.errors import (
     TooManyReadersError,
 )
 from events.pipeline import NO_ACK, Ack, AckPipeline
+from events.stored import EPOCH, LoadedActivity, RawMessage, Recorded
 from events.subjects import DEFAULT, Namespace
 
 __all__ = [
@@ -43,17 +44,13 @@ __all__ = [
     "AppendOutcome",
     "AppendResult",
     "EventStore",
-    "LoadedActivity",
-    "RawMessage",
-    "Recorded",
 ]
 
 DUPLICATE_WINDOW = 24 * 3600.0
 """Seconds during which a repeated ``Nats-Msg-Id`` is recognised and not stored again."""
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _WRONG_LAST_SEQUENCE = 10071
-_MAX_CONSUMERS_REACHED = 10026  # the account's max_consumers (services/security.py)
+_MAX_CONSUMERS_REACHED = 10026  # the account's max_consumers (services/infra/security.py)
 _NO_ACK_ADVICE = "no acknowledgement from the stream; it is safe to retry with the same event id"
 _LAST_SEQ_IN_ERROR = re.compile(r"wrong last sequence:\s*(\d+)")
 
@@ -74,47 +71,6 @@ class AppendOutcome(msgspec.Struct, frozen=True):
     sequence: int = 0
     """The stream sequence for stored and duplicate; the activity's actual one for a conflict."""
     detail: str = ""
-
-
-class RawMessage(msgspec.Struct, frozen=True):
-    """A message as it sits in the stream, before decoding."""
-
-    sequence: int
-    subject: str
-    time_ns: int
-    """Nanoseconds since the epoch at which the stream stored it."""
-    headers: dict[str, str] | None
-    data: bytes
-
-    @property
-    def time(self) -> dt.datetime:
-        """When the stream stored the message (UTC), truncated to the microsecond."""
-        return _EPOCH + dt.timedelta(microseconds=self.time_ns // 1000)
-
-
-class Recorded(msgspec.Struct, frozen=True):
-    """A decoded event with its place in the stream."""
-
-    sequence: int
-    time: dt.datetime
-    subject: str
-    event: Envelope[Any]
-
-
-class LoadedActivity(msgspec.Struct, frozen=True):
-    """All events of one activity, oldest first."""
-
-    events: list[Recorded]
-
-    @property
-    def last_sequence(self) -> int:
-        """The expectation for the next append: 0 for an activity with no events."""
-        return self.events[-1].sequence if self.events else 0
-
-    @property
-    def version(self) -> int:
-        """How many events the activity has."""
-        return len(self.events)
 
 
 class EventStore:
@@ -401,7 +357,7 @@ class EventStore:
             return
         # Compared in whole microseconds, the precision of datetime, with integer arithmetic:
         # float seconds since 1970 carry only about 0.2 microseconds of precision.
-        cutoff_us = (until_time - _EPOCH) // dt.timedelta(microseconds=1) if until_time else None
+        cutoff_us = (until_time - EPOCH) // dt.timedelta(microseconds=1) if until_time else None
         queue: asyncio.Queue[list[RawMessage] | None] = asyncio.Queue(maxsize=8)
         batch: list[RawMessage] = []
         done = False

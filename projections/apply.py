@@ -19,7 +19,7 @@ from events.activity import ActivityState
 from events.codec import DEFAULT_CODEC, Codec
 from events.envelope import Envelope
 from events.errors import EventDecodeError
-from events.store import RawMessage
+from events.stored import RawMessage
 from projections.fold import (
     ROLLUP_KEYS,
     Bucket,

@@ -15,7 +15,8 @@ from pathlib import Path
 import msgspec
 
 from events.errors import LedgerError
-from events.store import EventStore, RawMessage
+from events.store import EventStore
+from events.stored import RawMessage
 from replay.rebuild import RebuildResult, build_projection
 
 __all__ = ["ReplayError", "recorded_by", "replay_as_of"]

@@ -10,7 +10,8 @@ import msgspec
 from events.activity import ActivityState, apply_event
 from events.errors import ActivityNotFoundError
 from events.model import ActivityReported, ActivityRevised, ActivityWithdrawn
-from events.store import EventStore, Recorded
+from events.store import EventStore
+from events.stored import Recorded
 
 __all__ = ["FieldChange", "HistoryEntry", "activity_history", "history_of"]
 

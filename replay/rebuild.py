@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from events.store import EventStore, RawMessage
+from events.store import EventStore
+from events.stored import RawMessage
 from projections.apply import Applier
 from projections.db import new_database_path, open_writer, prune_old, switch_live
 from projections.schema import create_indexes

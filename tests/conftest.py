@@ -16,14 +16,14 @@ from nats.aio.client import Client as NATS
 
 from events.store import EventStore
 from events.subjects import Namespace
-from services.access import credentials_for, embedded_server
-from services.cluster import LocalCluster
-from services.config import Settings
-from services.credentials import users_path
-from services.embedded import EmbeddedNats
-from services.intake import run_intake
-from services.replies import ReplyGuard
-from services.stack import connect
+from services.infra.access import credentials_for, embedded_server
+from services.infra.cluster import LocalCluster
+from services.infra.config import Settings
+from services.infra.credentials import users_path
+from services.infra.embedded import EmbeddedNats
+from services.infra.replies import ReplyGuard
+from services.infra.stack import connect
+from services.intake.service import run_intake
 
 
 @pytest.fixture(scope="session")

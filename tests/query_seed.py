@@ -23,7 +23,7 @@ from typing import Any
 from events.codec import encode, headers_for
 from events.envelope import Envelope
 from events.model import CountryShare
-from events.store import RawMessage
+from events.stored import RawMessage
 from projections.apply import Applier
 from projections.db import ensure_live, open_writer
 from tests.factories import make_reported, make_revised, make_withdrawn, sealed

@@ -24,11 +24,11 @@ import uvicorn
 
 from events.codec import encode, headers_for
 from events.envelope import seal
-from events.store import RawMessage
+from events.stored import RawMessage
 from projections.apply import Applier
 from projections.db import ensure_live, open_writer
-from services.api import create_app
-from services.demo import read_dataset
+from services.api.app import create_app
+from services.cli.demo import read_dataset
 
 # tests/e2e/test_dashboard_browser.py launches Chromium the same way, from these.
 CHROMIUM = "/usr/bin/chromium"

@@ -14,8 +14,8 @@ from nats.aio.client import Client as NATS
 
 from events.store import EventStore
 from events.subjects import Namespace
-from services.cluster import LocalCluster
-from services.stack import connect
+from services.infra.cluster import LocalCluster
+from services.infra.stack import connect
 
 
 @pytest.fixture(scope="session")

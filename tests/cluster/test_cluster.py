@@ -1,6 +1,6 @@
 """The ledger on a 3-node JetStream cluster: replication, a node lost mid-ingest, a rejoin.
 
-Real nats-servers on loopback (``services.cluster.LocalCluster``), killed with SIGKILL.
+Real nats-servers on loopback (``services.infra.cluster.LocalCluster``), killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from events.envelope import Envelope
 from events.store import EventStore
 from projections.db import open_reader
 from replay.rebuild import rebuild
-from services.cluster import LocalCluster
+from services.infra.cluster import LocalCluster
 from tests.cluster.ingest import ingest
 from tests.projection_oracle import assert_projection_matches
 

@@ -18,8 +18,8 @@ import pytest
 
 from events.store import EventStore
 from events.subjects import Namespace
-from services.access import role_credentials
-from services.stack import ConnectionFailedError, connect
+from services.infra.access import role_credentials
+from services.infra.stack import ConnectionFailedError, connect
 
 pytestmark = pytest.mark.cluster
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.deploy import compose_nodes
+from services.infra.deploy import compose_nodes
 
 pytestmark = pytest.mark.cluster
 

@@ -22,12 +22,12 @@ from bench.synthetic import synthetic_activities
 from events.store import EventStore
 from projections.db import open_reader
 from replay.rebuild import rebuild
-from services.client import OfficeClient
-from services.cluster import LocalCluster
-from services.credentials import users_path
-from services.importer import ImportSummary, import_file
-from services.intake_errors import IntakeUnavailableError
-from services.stack import connect
+from services.client.errors import IntakeUnavailableError
+from services.client.importer import ImportSummary, import_file
+from services.client.office import OfficeClient
+from services.infra.cluster import LocalCluster
+from services.infra.credentials import users_path
+from services.infra.stack import connect
 from tests.cluster.test_cluster import stored_events
 from tests.projection_oracle import assert_projection_matches
 

@@ -19,7 +19,7 @@ from events.envelope import Envelope
 from events.store import EventStore
 from projections.db import open_reader
 from projections.schema import table_names
-from services.cluster import LocalCluster
+from services.infra.cluster import LocalCluster
 from tests.cluster.ingest import ingest
 from tests.projection_oracle import assert_projection_matches
 

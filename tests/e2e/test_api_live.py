@@ -21,13 +21,12 @@ from events.store import EventStore
 from events.subjects import Namespace
 from projections.db import live_path
 from replay.rebuild import rebuild
-from services.api_server import ApiServer
-from services.client import OfficeClient
-from services.components import stack_components
-from services.config import Settings
-from services.embedded import EmbeddedNats
-from services.runtime import read_runtime
-from services.up import run_stack
+from services.api.server import ApiServer
+from services.bootstrap import run_stack, stack_components
+from services.client.office import OfficeClient
+from services.infra.config import Settings
+from services.infra.embedded import EmbeddedNats
+from services.infra.runtime import read_runtime
 from tests.factories import make_reported
 
 

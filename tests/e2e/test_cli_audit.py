@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from events.keys import load_registry
-from services.cli import main
-from services.config import Settings
-from services.exit_codes import ExitCode
-from services.stack import open_ledger
+from services.cli.exit_codes import ExitCode
+from services.cli.main import main
+from services.infra.config import Settings
+from services.infra.stack import open_ledger
 from tests.factories import make_reported, make_revised, sealed
 
 T = dt.datetime(2021, 6, 30, tzinfo=dt.UTC)

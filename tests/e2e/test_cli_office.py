@@ -19,9 +19,9 @@ from click.testing import CliRunner, Result
 
 from bench.synthetic import synthetic_activities
 from events.store import EventStore
-from services.cli import main
-from services.embedded import EmbeddedNats
-from services.exit_codes import ExitCode
+from services.cli.exit_codes import ExitCode
+from services.cli.main import main
+from services.infra.embedded import EmbeddedNats
 
 
 @pytest.fixture
@@ -187,7 +187,7 @@ def test_an_import_killed_midway_and_rerun_ends_with_exactly_the_files_activitie
         [
             sys.executable,
             "-c",
-            "from services.cli import main; main()",
+            "from services.cli.main import main; main()",
             "--nats-url",
             url,
             "import",

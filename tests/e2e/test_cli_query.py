@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from services.cli import main
-from services.exit_codes import ExitCode
+from services.cli.exit_codes import ExitCode
+from services.cli.main import main
 from tests.query_seed import seed_projection
 
 AS_OF = {"sequence": 7, "time": "2021-06-30T12:00:06Z"}

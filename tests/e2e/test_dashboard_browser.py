@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from services.api import create_app
+from services.api.app import create_app
 from tests.query_seed import seed_projection
 from tools.dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS
 

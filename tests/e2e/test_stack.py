@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from services.demo import DATASET
-from services.embedded import EmbeddedNats, EmbeddedNatsError
-from services.exit_codes import ExitCode
-from services.runtime import read_runtime
+from services.cli.demo import DATASET
+from services.cli.exit_codes import ExitCode
+from services.infra.embedded import EmbeddedNats, EmbeddedNatsError
+from services.infra.runtime import read_runtime
 
 LEDGER = str(Path(sys.executable).parent / "ledger")
 

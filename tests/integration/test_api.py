@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 from events.model import CountryShare
 from projections.apply import Applier
 from projections.db import new_database_path, open_writer, switch_live
-from services.api import create_app
+from services.api.app import create_app
 from tests.factories import make_reported, sealed
 from tests.query_seed import raw_messages, seed_events, seed_projection
 

@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from services.api import create_app
+from services.api.app import create_app
 from tests.query_seed import seed_projection
 
 _NOT_CHECKED = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from events.store import EventStore
-from services.api import create_app
+from services.api.app import create_app
 from tests.factories import make_reported, make_revised, sealed
 from tests.query_seed import seed_projection
 

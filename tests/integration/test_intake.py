@@ -17,9 +17,9 @@ from events.errors import ActivityNotFoundError, ActivityWithdrawnError, Invalid
 from events.model import ActivityRevised, ActivityWithdrawn, CountryShare
 from events.store import EventStore
 from events.subjects import Namespace
-from services.client import OfficeClient
-from services.embedded import EmbeddedNats
-from services.intake_errors import ForbiddenError, VersionConflict
+from services.client.errors import ForbiddenError, VersionConflict
+from services.client.office import OfficeClient
+from services.infra.embedded import EmbeddedNats
 from tests.factories import make_reported
 
 

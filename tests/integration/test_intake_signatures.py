@@ -14,11 +14,11 @@ from events.signing import new_key_pair
 from events.store import EventStore
 from events.subjects import Namespace
 from replay.chain import ChainChecker
-from services.client import OfficeClient
-from services.embedded import EmbeddedNats
-from services.intake import run_intake
-from services.intake_errors import ForbiddenError
-from services.office_keys import RegistryFile
+from services.client.errors import ForbiddenError
+from services.client.office import OfficeClient
+from services.infra.embedded import EmbeddedNats
+from services.infra.office_keys import RegistryFile
+from services.intake.service import run_intake
 from tests.factories import make_reported
 
 KAZ_SEED, KAZ_PUBLIC = new_key_pair()

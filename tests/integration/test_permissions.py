@@ -17,20 +17,19 @@ from nats.js import api
 from events.commands import Accepted, Rejected
 from events.store import EventStore
 from projections.db import live_path
-from services.access import add_office, credentials_for, embedded_server
-from services.api_server import ApiServer
-from services.cli import main
-from services.client import OfficeClient
-from services.cluster import LocalCluster
-from services.components import stack_components
-from services.config import Settings
-from services.credentials import creds_dir, creds_path, load_users
-from services.exit_codes import ExitCode
-from services.intake_errors import IntakeUnavailableError
-from services.runtime import Runtime, read_runtime
-from services.stack import ConnectionFailedError, connect
-from services.up import run_stack
-from services.violations import PermissionDeniedError, refused_or
+from services.api.server import ApiServer
+from services.bootstrap import run_stack, stack_components
+from services.cli.exit_codes import ExitCode
+from services.cli.main import main
+from services.client.errors import IntakeUnavailableError
+from services.client.office import OfficeClient
+from services.infra.access import add_office, credentials_for, embedded_server
+from services.infra.cluster import LocalCluster
+from services.infra.config import Settings
+from services.infra.credentials import creds_dir, creds_path, load_users
+from services.infra.runtime import Runtime, read_runtime
+from services.infra.stack import ConnectionFailedError, connect
+from services.infra.violations import PermissionDeniedError, refused_or
 from tests.factories import make_reported
 from tests.integration.test_projector import wait_for_checkpoint
 

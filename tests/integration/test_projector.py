@@ -24,8 +24,8 @@ from projections.apply import Applier
 from projections.db import open_reader, open_writer, resolve
 from projections.schema import table_names
 from replay.rebuild import rebuild
-from services.embedded import EmbeddedNats
-from services.projector import run_projector
+from services.infra.embedded import EmbeddedNats
+from services.projector.service import run_projector
 from tests.factories import make_reported, make_revised, make_withdrawn, sealed
 from tests.projection_oracle import assert_projection_matches
 

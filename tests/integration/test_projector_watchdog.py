@@ -7,7 +7,7 @@ from pathlib import Path
 
 from events.store import EventStore
 from projections.db import live_path, open_reader
-from services.projector import Projector
+from services.projector.service import Projector
 from tests.factories import make_reported, sealed
 
 

@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 _SERVE = """
 import asyncio, sys
 from pathlib import Path
-from services.api import create_app
-from services.api_server import ApiServer
+from services.api.app import create_app
+from services.api.server import ApiServer
 
 async def main() -> None:
     server = ApiServer("127.0.0.1", 0)

@@ -16,8 +16,8 @@ from nats.js import api
 
 from events.errors import TooManyReadersError
 from events.store import EventStore
-from services.client import OfficeClient
-from services.security import MAX_CONSUMERS
+from services.client.office import OfficeClient
+from services.infra.security import MAX_CONSUMERS
 from tests.factories import make_reported
 
 AsUser = Callable[[str], Awaitable[NATS]]

@@ -21,8 +21,8 @@ from events.model import CountryShare
 from projections.answers import Cell
 from projections.apply import Applier
 from projections.db import ensure_live, open_writer
-from services.api import create_app
-from services.tables import FORMULA_STARTS, neutralise, to_csv
+from services.api.app import create_app
+from services.api.tables import FORMULA_STARTS, neutralise, to_csv
 from tests.factories import make_reported, sealed
 from tests.query_seed import raw_messages
 

@@ -2,7 +2,7 @@
 
 Both run real nats-servers on loopback. The compose cluster runs the very files ``ledger deploy
 init`` writes, with only the addresses moved to free loopback ports (no Docker engine here);
-the local cluster is :class:`services.cluster.LocalCluster`. On each, a client without
+the local cluster is :class:`services.infra.cluster.LocalCluster`. On each, a client without
 credentials, a route without the password and an office reaching for the stream are refused.
 """
 
@@ -31,21 +31,21 @@ from click.testing import CliRunner
 
 from events.signing import new_key_pair
 from events.store import EventStore
-from services.cli import main
-from services.client import OfficeClient
-from services.cluster import LocalCluster, NodePorts, free_ports
-from services.credentials import (
+from services.cli.main import main
+from services.client.office import OfficeClient
+from services.infra.cluster import LocalCluster, NodePorts, free_ports
+from services.infra.credentials import (
     Credentials,
     creds_path,
     ensure_user,
     load_credentials,
     load_users,
 )
-from services.deploy import compose_nodes, route_secret_path
-from services.embedded import nats_server_binary
-from services.office_keys import create_office_key, seed_path
-from services.stack import ConnectionFailedError, connect
-from services.violations import PermissionDeniedError, refused_or
+from services.infra.deploy import compose_nodes, route_secret_path
+from services.infra.embedded import nats_server_binary
+from services.infra.office_keys import create_office_key, seed_path
+from services.infra.stack import ConnectionFailedError, connect
+from services.infra.violations import PermissionDeniedError, refused_or
 from tests.factories import make_reported
 from tests.integration.test_projector import wait_for_checkpoint
 

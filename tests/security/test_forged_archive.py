@@ -46,11 +46,11 @@ from replay.archive import (
     manifest_path,
     sign_manifest,
 )
-from services.cli import main
-from services.config import Settings
-from services.exit_codes import ExitCode
-from services.office_keys import create_office_key, ledger_seed_path, read_office_seed
-from services.stack import open_ledger
+from services.cli.exit_codes import ExitCode
+from services.cli.main import main
+from services.infra.config import Settings
+from services.infra.office_keys import create_office_key, ledger_seed_path, read_office_seed
+from services.infra.stack import open_ledger
 from tests.factories import make_reported, make_revised, sealed
 
 T = dt.datetime(2021, 6, 30, tzinfo=dt.UTC)

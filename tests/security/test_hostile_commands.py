@@ -21,7 +21,7 @@ from events.commands import Rejected, Replies, decode_reply
 from events.limits import MAX_COMMAND_BYTES
 from events.store import EventStore
 from events.subjects import Namespace
-from services.client import OfficeClient
+from services.client.office import OfficeClient
 from tests.factories import make_reported
 
 SMALL_REPLY = 4 * 1024

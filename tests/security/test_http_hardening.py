@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 from projections.db import ensure_live, new_database_path, open_writer
-from services.api import create_app
-from services.api_auth import TokenRequiredError
-from services.api_server import MAX_HEAD_BYTES, ApiServer
-from services.cli import main
-from services.exit_codes import ExitCode
+from services.api.app import create_app
+from services.api.auth import TokenRequiredError
+from services.api.server import MAX_HEAD_BYTES, ApiServer
+from services.cli.exit_codes import ExitCode
+from services.cli.main import main
 from tests.query_seed import seed_projection
 
 TOKEN = "s3cret-token-for-tests"

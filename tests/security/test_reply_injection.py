@@ -20,18 +20,17 @@ from nats.aio.client import Client as NATS
 from events.commands import Accepted, encode_command
 from events.store import EventStore
 from projections.db import live_path
-from services.access import credentials_for
-from services.client import OfficeClient
-from services.components import stack_components
-from services.config import Settings
-from services.credentials import users_path
-from services.intake_errors import IntakeUnavailableError
-from services.query_service import QueryService
-from services.read_model import ReadModel
-from services.replies import ReplyGuard, is_reply_under
-from services.stack import connect
-from services.up import run_stack
-from services.violations import PermissionDeniedError, refused_or
+from services.api.nats_queries import QueryService
+from services.api.read_model import ReadModel
+from services.bootstrap import run_stack, stack_components
+from services.client.errors import IntakeUnavailableError
+from services.client.office import OfficeClient
+from services.infra.access import credentials_for
+from services.infra.config import Settings
+from services.infra.credentials import users_path
+from services.infra.replies import ReplyGuard, is_reply_under
+from services.infra.stack import connect
+from services.infra.violations import PermissionDeniedError, refused_or
 from tests.factories import make_reported
 
 AsUser = Callable[[str], Awaitable[NATS]]
@@ -72,7 +71,7 @@ async def test_an_office_cannot_aim_intakes_reply_at_any_other_subject(
     client = OfficeClient(kaz, "KAZ", timeout=_JS_TIMEOUT)
     command = encode_command(client.report_command(make_reported(activity_id="KAZ-EVIL")))
     targets = _targets(existing.activity_id)
-    with caplog.at_level(logging.WARNING, logger="services.intake"):
+    with caplog.at_level(logging.WARNING, logger="services.intake.service"):
         for target in targets:
             await kaz.publish("ledger.intake.KAZ", command, reply=target)
         # A legitimate request afterwards: intake reads one office's messages in order, and
@@ -106,7 +105,7 @@ async def test_an_office_cannot_aim_intakes_reply_at_another_offices_inbox(
     kaz = await as_user("office-KAZ")
     client = OfficeClient(kaz, "KAZ", timeout=_JS_TIMEOUT)
     command = encode_command(client.report_command(make_reported(activity_id="KAZ-STRAY")))
-    with caplog.at_level(logging.WARNING, logger="services.intake"):
+    with caplog.at_level(logging.WARNING, logger="services.intake.service"):
         await kaz.publish("ledger.intake.KAZ", command, reply=f"{vnm_only[0]}.abc.1")
         await kaz.publish("ledger.intake.KAZ", command)  # no reply subject at all
         await client.report(make_reported(activity_id="KAZ-AFTER", office="KAZ"))
@@ -199,7 +198,7 @@ async def test_ledger_up_drops_an_injected_reply(
             kaz = OfficeClient(kaz_nc, "KAZ", timeout=_JS_TIMEOUT)
             first = await _report_when_listening(kaz, "KAZ-FIRST")
             command = encode_command(kaz.report_command(make_reported(activity_id="KAZ-EVIL")))
-            with caplog.at_level(logging.WARNING, logger="services.intake"):
+            with caplog.at_level(logging.WARNING, logger="services.intake.service"):
                 await kaz_nc.publish(
                     "ledger.intake.KAZ", command, reply="ledger.activity.VNM.INJECTED"
                 )

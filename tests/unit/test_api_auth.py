@@ -7,7 +7,7 @@ import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
 
-from services.api_auth import (
+from services.api.auth import (
     PublicBindError,
     TokenRequiredError,
     check_bind_host,

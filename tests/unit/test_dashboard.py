@@ -17,9 +17,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from services.api import create_app
-from services.dashboard.charts import Bar, column_chart, nice_ticks, row_chart
-from services.dashboard.format import format_number
+from services.api.app import create_app
+from services.api.dashboard.charts import Bar, column_chart, nice_ticks, row_chart
+from services.api.dashboard.format import format_number
 from tests.query_seed import seed_projection
 
 PAGES = [

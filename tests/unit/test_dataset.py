@@ -15,7 +15,7 @@ import pytest
 from events.model import ActivityReported
 from events.reference import load_reference
 from events.validation import check_reported
-from services.demo import DATASET
+from services.cli.demo import DATASET
 
 REPORT = Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "000_8cff92d5588c1613.txt"
 _SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹⁰"

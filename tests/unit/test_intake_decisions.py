@@ -24,6 +24,14 @@ from events.commands import (
     event_id_for,
     nesting_exceeds,
 )
+from events.decisions import (
+    Append,
+    Decision,
+    decide,
+    decode_request,
+    rejection_for,
+    split_validation_error,
+)
 from events.errors import FieldIssue, InvalidEventError
 from events.limits import (
     MAX_ACTOR,
@@ -43,15 +51,7 @@ from events.limits import (
 )
 from events.model import ActivityRevised, ActivityWithdrawn, CountryShare
 from events.reference import load_reference
-from events.store import LoadedActivity, Recorded
-from services.decisions import (
-    Append,
-    Decision,
-    decide,
-    decode_request,
-    rejection_for,
-    split_validation_error,
-)
+from events.stored import LoadedActivity, Recorded
 from tests.factories import make_reported
 
 NOW = dt.datetime(2021, 6, 30, 12, 0, tzinfo=dt.UTC)

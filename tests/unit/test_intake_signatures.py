@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 
 from events.commands import DescribeActivity, Described, Rejected
+from events.decisions import Append, decide
 from events.integrity import content_hash
 from events.keys import KeyRegistry
 from events.signing import new_key_pair, sign_hash, signature_is_valid
-from services.decisions import Append, decide
 from tests.unit.test_intake_decisions import NOTHING, NOW, REF, report, stored
 
 KAZ_SEED, KAZ_PUBLIC = new_key_pair()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from events.codec import encode, headers_for
 from events.envelope import Envelope
 from events.model import ActivityChanges, ActivityRevised, ActivityWithdrawn, CountryShare
-from events.store import RawMessage
+from events.stored import RawMessage
 from projections.apply import Applier
 from projections.db import open_writer
 from projections.fold import ROLLUP_KEYS

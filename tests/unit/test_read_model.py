@@ -12,7 +12,7 @@ import pytest
 from projections import queries
 from projections.apply import Applier
 from projections.db import new_database_path, open_writer, resolve, switch_live
-from services.read_model import ReadModel
+from services.api.read_model import ReadModel
 from tests.factories import make_reported, sealed
 from tests.query_seed import raw_messages, seed_events, seed_projection
 

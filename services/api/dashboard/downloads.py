@@ -1,0 +1,217 @@
+"""Every list the dashboard shows, as CSV: the parts of a summary, whole activity lists, provenance.
+
+The API's CSV gives one page at a time; a person clicking "Download CSV" wants the whole list,
+so these routes page through :func:`projections.queries.list_activities` and
+:func:`projections.queries.provenance` themselves, writing each page as it is read
+(:func:`services.api.tables.stream_csv`): a list of a hundred thousand activities holds one page in
+memory, read in a worker thread, from one snapshot. The columns are the API's
+(:mod:`services.api.tables`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
+
+from projections import queries
+from projections.answers import ActivityItem, AsOf, Cell, ProvenanceItem
+from projections.errors import BadParameterError, UnknownKeyError
+from services.api.dashboard.format import ACTIVITY_COUNT
+from services.api.dashboard.views import parse_year
+from services.api.read_model import ReadModel
+from services.api.tables import Fetch, stream_csv, to_csv
+
+__all__ = ["DOWNLOADS", "CsvStream", "csv_response"]
+
+_PARTS = ("by_year", "by_country", "by_programme", "multi_country")
+_SCOPES = ("country", "programme", "year")
+
+
+def _as_of_headers(as_of: AsOf) -> dict[str, str]:
+    return {
+        "X-As-Of-Sequence": str(as_of.sequence),
+        "X-As-Of-Time": as_of.time.isoformat() if as_of.time else "",
+    }
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def _csv(text: str, as_of: AsOf, filename: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={**_attachment(filename), **_as_of_headers(as_of)},
+    )
+
+
+class CsvStream(Stream):
+    """A streamed answer whose own media type wins over its route's.
+
+    Litestar 2's ``Stream`` lets the route's media type (JSON, for an API route whose answer is
+    a Struct) override its own, against what its docstring says; a CSV must say it is CSV.
+    """
+
+    def to_asgi_response(self, *args: Any, media_type: Any = None, **kwargs: Any) -> Any:
+        """The ASGI response, with this answer's media type."""
+        return super().to_asgi_response(*args, media_type=self.media_type, **kwargs)
+
+
+async def csv_response(
+    model: ReadModel,
+    fetch: Fetch,
+    kind: type[msgspec.Struct],
+    *,
+    keep: Callable[[Any], bool] | None = None,
+    every_page: bool = True,
+    min_sequence: int | None = None,
+    filename: str | None = None,
+) -> Stream:
+    """A paged list as a streamed CSV answer, with ``as_of`` (and the next cursor) in headers.
+
+    :param fetch: the query for one page, ``fetch(conn, cursor)``.
+    :param keep: which items go into the CSV; all without it.
+    :param every_page: the whole list; ``False`` for the first page alone, whose
+        ``next_cursor`` is then the ``X-Next-Cursor`` header (the API's CSV of a page).
+    :param min_sequence: wait, bounded, until the projection has applied it.
+    :param filename: download as this file (``Content-Disposition``).
+    :raises QueryError: for a bad parameter, before anything is sent.
+    """
+    await model.at_least(min_sequence)
+    as_of, after, chunks = await stream_csv(
+        await model.snapshot(), fetch, kind, keep=keep, every_page=every_page
+    )
+    headers = _as_of_headers(as_of)
+    if after:
+        headers["X-Next-Cursor"] = after
+    if filename:
+        headers.update(_attachment(filename))
+    media_type = "text/csv; charset=utf-8" if filename else "text/csv"
+    return CsvStream(chunks, media_type=media_type, headers=headers)
+
+
+def _activities(**filters: Any) -> Fetch:
+    """Every page of the activities matching ``filters``, the largest pages the query gives."""
+    return lambda conn, cursor: queries.list_activities(
+        conn, **filters, cursor=cursor, limit=queries.MAX_LIMIT
+    )
+
+
+def _text(value: str | None) -> str | None:
+    return value.strip() if value and value.strip() else None
+
+
+@get(
+    "/csv/activities",
+    opt={"query": frozenset({"q", "country", "programme", "year", "kind", "status"})},
+    include_in_schema=False,
+)
+async def activities_csv(
+    request: Request,
+    q: FromQuery[str | None] = None,
+    country: FromQuery[str | None] = None,
+    programme: FromQuery[str | None] = None,
+    year: FromQuery[str | None] = None,
+    kind: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+) -> Stream:
+    """Every activity matching the filters (those of the search page) as CSV."""
+    fetch = _activities(
+        q=_text(q),
+        country=_text(country),
+        programme=_text(programme),
+        year=parse_year(year),
+        kind=_text(kind),
+        status=_text(status),
+    )
+    return await csv_response(
+        request.app.state.read_model, fetch, ActivityItem, filename="activities.csv"
+    )
+
+
+def _listed_apart(item: ActivityItem) -> bool:
+    # The summaries list at most a few by name; the CSV gives every one, from the same rows.
+    return item.multi_country and item.status == "active"
+
+
+@get(
+    "/csv/provenance",
+    opt={"query": frozenset({"country", "programme", "year", "metric"})},
+    include_in_schema=False,
+)
+async def provenance_csv(
+    request: Request,
+    country: FromQuery[str | None] = None,
+    programme: FromQuery[str | None] = None,
+    year: FromQuery[str | None] = None,
+    metric: FromQuery[str | None] = None,
+) -> Stream:
+    """Every activity and event that makes up one figure, as CSV (the page lists a page)."""
+    key = {
+        "country": _text(country),
+        "programme": _text(programme),
+        "year": parse_year(year),
+        "metric": _text(metric) or ACTIVITY_COUNT,
+    }
+
+    def fetch(conn: Any, cursor: str | None) -> Any:
+        return queries.provenance(conn, **key, cursor=cursor, limit=queries.MAX_LIMIT)
+
+    return await csv_response(
+        request.app.state.read_model, fetch, ProvenanceItem, filename="provenance.csv"
+    )
+
+
+@get(
+    "/csv/{summary:str}/{key:str}/{part:str}",
+    opt={"query": frozenset({"year"})},
+    include_in_schema=False,
+)
+async def summary_csv(
+    request: Request,
+    summary: FromPath[str],
+    key: FromPath[str],
+    part: FromPath[str],
+    year: FromQuery[str | None] = None,
+) -> Response | Stream:
+    """One list of a country's, programme's or year's page, e.g. ``/csv/country/KAZ/by_year``."""
+    scope = summary  # ``scope`` is a name Litestar keeps for the ASGI scope
+    if scope not in _SCOPES:
+        raise UnknownKeyError("scope", f"no list of {scope!r}; one of {', '.join(_SCOPES)}")
+    if part not in _PARTS:
+        raise UnknownKeyError("part", f"no list {part!r}; one of {', '.join(_PARTS)}")
+    model: ReadModel = request.app.state.read_model
+    narrowed = parse_year(year)
+    if scope == "year":
+        narrowed = parse_year(key)
+        if narrowed is None:
+            raise BadParameterError("year", "give a year, e.g. /csv/year/2020/by_country")
+    filename = (
+        f"{scope}-{key}-{part}.csv" if narrowed is None else f"{scope}-{key}-{narrowed}-{part}.csv"
+    )
+    if part == "multi_country":
+        filters = {scope: narrowed if scope == "year" else key, "year": narrowed}
+        return await csv_response(
+            model, _activities(**filters), ActivityItem, keep=_listed_apart, filename=filename
+        )
+    if scope == "country":
+        answer = await model.run(lambda conn: queries.country_summary(conn, key, narrowed))
+    elif scope == "programme":
+        answer = await model.run(lambda conn: queries.programme_summary(conn, key, narrowed))
+    else:
+        answer = await model.run(lambda conn: queries.year_summary(conn, narrowed))  # type: ignore[arg-type]
+    cells = getattr(answer, part)
+    if cells is None:
+        raise UnknownKeyError("part", f"a {scope} page has no list {part!r}")
+    # A summary's breakdown is bounded by the reference data (countries, programmes, years).
+    return _csv(to_csv(cells, Cell), answer.as_of, filename)
+
+
+DOWNLOADS = [activities_csv, provenance_csv, summary_csv]
+"""Every CSV route, for the dashboard's router."""

@@ -1,0 +1,446 @@
+"""Auditors' commands: history, replay, diff, verify, export, import-log and office keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.context import run_async, settings_of
+from services.cli.exit_codes import ExitCode
+
+__all__ = ["diff", "export", "history", "import_log", "keys", "replay", "verify"]
+
+
+class Instant(click.ParamType):
+    """An ISO 8601 instant with a time zone; a bare date means its midnight UTC."""
+
+    name = "INSTANT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dt.datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not an instant; write e.g. 2021-06-30T00:00:00Z", param, ctx)
+        if parsed.tzinfo is None:
+            self.fail(f"{value!r} has no time zone; add Z for UTC or an offset", param, ctx)
+        return parsed
+
+
+_REPORTED_FIELDS_SHOWN = ("title", "programme", "countries", "year", "metrics")
+"""What a table shows of a first report; ``--json`` gives every field."""
+
+
+def _json(value: Any) -> None:
+    click.echo(msgspec.json.encode(value).decode())
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@click.command()
+@click.argument("activity_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
+@click.pass_context
+def history(ctx: click.Context, activity_id: str, as_json: bool) -> None:
+    """List every event of one activity: when, who, what changed and why.
+
+    Example: ledger history P030-KAZ-TRAINING
+    """
+    from replay.history import activity_history
+    from services.infra.stack import open_ledger
+
+    async def _history() -> list[Any]:
+        async with open_ledger(settings_of(ctx)) as ledger:
+            return await activity_history(ledger.store, activity_id)
+
+    entries = run_async(_history())
+    if as_json:
+        _json(entries)
+        return
+    table = Table(title=f"History of {activity_id}")
+    for column in ("seq", "recorded (UTC)", "office", "actor", "event", "changes", "reason"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        shown = entry.changes
+        if entry.type == "ActivityReported":
+            shown = [c for c in entry.changes if c.field in _REPORTED_FIELDS_SHOWN]
+        changes = "\n".join(
+            f"{c.field}: {_short(c.new)}"
+            if c.old is None
+            else f"{c.field}: {_short(c.old, 28)} → {_short(c.new, 28)}"
+            for c in shown
+        )
+        table.add_row(
+            str(entry.sequence),
+            entry.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
+            entry.office,
+            entry.actor,
+            entry.type.removeprefix("Activity").lower(),
+            changes,
+            entry.reason,
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.option("--as-of", "as_of", type=Instant(), help="Count events recorded up to this instant.")
+@click.option("--until-seq", type=click.IntRange(min=1), help="Count events up to this sequence.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="New file."
+)
+@click.pass_context
+def replay(ctx: click.Context, as_of: dt.datetime | None, until_seq: int | None, out: Path) -> None:
+    """Build every projection as it stood at an instant or a sequence, into a new file.
+
+    Serve the file with `ledger up --db FILE --read-only` to query the past with the usual tools.
+
+    Example: ledger replay --as-of 2021-06-30T00:00:00Z --out asof.db
+    """
+    from replay.asof import replay_as_of
+    from services.infra.stack import open_ledger
+
+    async def _replay() -> Any:
+        async with open_ledger(settings_of(ctx)) as ledger:
+            return await replay_as_of(ledger.store, out, until_seq=until_seq, until_time=as_of)
+
+    result = run_async(_replay())
+    click.echo(
+        f"{out}: {result.events:,} events read, projections at sequence {result.checkpoint} "
+        f"({result.seconds:.1f}s)"
+    )
+
+
+@click.command()
+@click.option("--from", "since", type=Instant(), required=True, help="The earlier instant.")
+@click.option("--to", "until", type=Instant(), required=True, help="The later instant.")
+@click.option("--country", help="Only figures of this country (ISO3).")
+@click.option("--programme", help="Only figures of this programme (code).")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+@click.pass_context
+def diff(
+    ctx: click.Context,
+    since: dt.datetime,
+    until: dt.datetime,
+    country: str | None,
+    programme: str | None,
+    as_json: bool,
+) -> None:
+    """List every figure that changed between two instants, with the events that changed it.
+
+    Example: ledger diff --from 2021-01-01 --to 2021-06-30 --country KAZ
+    """
+    from replay.diff import diff as diff_figures
+    from services.infra.stack import open_ledger
+
+    async def _diff() -> list[Any]:
+        async with open_ledger(settings_of(ctx)) as ledger:
+            return await diff_figures(
+                ledger.store, since, until, country=country, programme=programme
+            )
+
+    changes = run_async(_diff())
+    if as_json:
+        _json(changes)
+        return
+    if not changes:
+        click.echo("no figure changed")
+        return
+    table = Table(title=f"Figures changed from {since.isoformat()} to {until.isoformat()}")
+    for column in ("rollup", "key", "metric", "before", "after", "events (seq, who, why)"):
+        table.add_column(column, overflow="fold")
+    for change in changes:
+        events = "\n".join(
+            f"{e.sequence} {e.type.removeprefix('Activity').lower()} {e.activity_id} by "
+            f"{e.actor}" + (f": {e.reason}" if e.reason else "")
+            for e in change.events
+        )
+        table.add_row(
+            change.table,
+            " ".join(f"{k}={v}" for k, v in change.key.items()) or "all",
+            "activities" if change.metric == "*" else change.metric,
+            f"{change.before:,g}",
+            f"{change.after:,g}",
+            events,
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--require-signatures", is_flag=True, help="Fail unsigned events of every office.")
+@click.option("--no-projection", is_flag=True, help="Check the log only; skip the rebuild.")
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key registry to check signatures against [default: <data dir>/keys/registry.json].",
+)
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    as_json: bool,
+    require_signatures: bool,
+    no_projection: bool,
+    registry: Path | None,
+) -> None:
+    """Check every hash, prev link and signature, and compare a fresh rebuild with the live
+    projection table by table. Exits 1 on any failure.
+
+    Example: ledger verify
+    """
+    from events.keys import load_registry
+    from projections.db import live_path
+    from replay.progress import ProgressReporter
+    from replay.verify import verify as verify_ledger
+    from services.infra.office_keys import registry_path
+    from services.infra.stack import open_ledger
+
+    settings = settings_of(ctx)
+    keys = load_registry(registry or registry_path(settings.data_dir))
+
+    async def _verify() -> Any:
+        async with open_ledger(settings) as ledger:
+            total = await ledger.store.last_sequence()
+            with ProgressReporter(total, label="verify log") as reporter:
+                return await verify_ledger(
+                    ledger.store,
+                    keys,
+                    None if no_projection else live_path(settings.data_dir),
+                    require_signatures=require_signatures,
+                    progress=lambda done: reporter.advance(done - reporter.done),
+                    rebuild_progress=None,
+                )
+
+    report = run_async(_verify())
+    if as_json:
+        _json(msgspec.structs.asdict(report) | {"ok": report.ok})
+    else:
+        click.echo(
+            f"{report.events:,} events of {report.activities:,} activities checked: hashes, "
+            f"prev links, signatures ({report.signed:,} signed, {report.unsigned:,} unsigned)"
+        )
+        if report.compared_at is not None:
+            click.echo(
+                f"live projection compared with a fresh rebuild at sequence "
+                f"{report.compared_at}: {report.tables} tables"
+            )
+        for failure in report.failures:
+            click.secho(
+                f"  FAIL sequence {failure.sequence} [{failure.check}] "
+                f"{failure.activity_id}: {failure.message}",
+                fg="red",
+            )
+        for difference in report.differences:
+            click.secho(
+                f"  FAIL table {difference.table}: {difference.only_live} rows only in the live "
+                f"projection, {difference.only_rebuilt} only in the rebuild; e.g. "
+                f"{difference.example}",
+                fg="red",
+            )
+        click.echo("verify: OK" if report.ok else "verify: FAILED")
+    ctx.exit(ExitCode.OK if report.ok else ExitCode.FAILED)
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Archive to write: JSON Lines, gzip-compressed when it ends in .gz.",
+)
+@click.pass_context
+def export(ctx: click.Context, out: Path) -> None:
+    """Write the whole log (envelope, payload, sequence, time) as JSON Lines, and beside it
+    OUT.manifest.json: count, sequences and SHA-256 of the archive, signed with this ledger's
+    key (<data dir>/keys/ledger.nk, made on first export).
+
+    Example: ledger export --out ledger.jsonl.gz
+    """
+    from replay.archive import export_log, manifest_path
+    from replay.progress import ProgressReporter
+    from services.infra.office_keys import ledger_seed
+    from services.infra.stack import open_ledger
+
+    settings = settings_of(ctx)
+    seed = ledger_seed(settings.data_dir)
+
+    async def _export() -> Any:
+        async with open_ledger(settings) as ledger:
+            total = await ledger.store.last_sequence()
+            with ProgressReporter(total, label="export") as reporter:
+                return await export_log(
+                    ledger.store,
+                    out,
+                    seed=seed,
+                    progress=lambda done: reporter.advance(done - reporter.done),
+                )
+
+    manifest = run_async(_export())
+    click.echo(f"{out}: {manifest.count:,} messages")
+    click.echo(
+        f"  manifest: {manifest_path(out)} (sequences {manifest.first_sequence}-"
+        f"{manifest.last_sequence}, sha256 {manifest.sha256})"
+    )
+    click.echo(f"  signed by this ledger's key {manifest.public_key}")
+
+
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 1 << 10,
+    "MIB": 1 << 20,
+    "GIB": 1 << 30,
+    "TIB": 1 << 40,
+}
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: a number, optionally with a unit (KiB, MiB, GiB, TiB; KB, MB, GB, TB)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().replace(" ", "")
+        number = text.rstrip("KMGTIB")
+        unit = _SIZE_UNITS.get(text[len(number) :])
+        if not number.isdigit() or unit is None or int(number) < 1:
+            self.fail(f"{value!r} is not a size; write e.g. 4GiB, 500MiB or 1000000", param, ctx)
+        return int(number) * unit
+
+
+@click.command("import-log")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Add to a stream that already has messages.")
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key registry to check signatures against [default: <data dir>/keys/registry.json].",
+)
+@click.option(
+    "--expect-key",
+    metavar="KEY",
+    help="The exporting ledger's public key (U...): refuse an archive whose manifest another "
+    "key signed.",
+)
+@click.option(
+    "--no-manifest",
+    is_flag=True,
+    help="Import an archive that has no ARCHIVE.manifest.json beside it (nothing then shows "
+    "the archive is complete).",
+)
+@click.option(
+    "--allow-non-events",
+    is_flag=True,
+    help="Carry over lines that are not ledger events, as old archives may hold, instead of "
+    "refusing the archive.",
+)
+@click.option(
+    "--max-size",
+    type=ByteSize(),
+    default="4GiB",
+    show_default=True,
+    help="Refuse an archive that decompresses to more than this.",
+)
+@click.pass_context
+def import_log(
+    ctx: click.Context,
+    archive: Path,
+    force: bool,
+    registry: Path | None,
+    expect_key: str | None,
+    no_manifest: bool,
+    allow_non_events: bool,
+    max_size: int,
+) -> None:
+    """Load an exported log into a fresh, empty stream, checking every line before writing.
+
+    Every line must be an event on its own office's and activity's subject, with a valid
+    hash, prev link and, for an office with a key in the registry, its signature; the
+    manifest beside the archive must be validly signed and match the file. Bad input exits
+    6 and writes nothing. The exporting ledger's key is printed: compare it with theirs, or
+    pin it with --expect-key.
+
+    Example: ledger --data-dir restored import-log ledger.jsonl.gz --expect-key UABC...
+    """
+    from events.keys import load_registry
+    from replay.archive import ImportRules
+    from replay.archive import import_log as load_archive
+    from replay.progress import ProgressReporter
+    from services.infra.office_keys import registry_path
+    from services.infra.stack import open_ledger
+
+    settings = settings_of(ctx)
+    keys_file = registry or registry_path(settings.data_dir)
+    rules = ImportRules(
+        registry=load_registry(keys_file), allow_non_events=allow_non_events, max_size=max_size
+    )
+
+    async def _import() -> Any:
+        async with open_ledger(settings) as ledger:
+            with ProgressReporter(0, label="import-log") as reporter:
+                return await load_archive(
+                    ledger.store,
+                    archive,
+                    rules=rules,
+                    require_manifest=not no_manifest,
+                    expect_key=expect_key,
+                    force=force,
+                    progress=lambda done: reporter.advance(done - reporter.done),
+                )
+
+    report = run_async(_import())
+    click.echo(
+        f"{archive}: {report.written:,} messages imported; run `ledger rebuild` to project them"
+    )
+    click.echo(
+        f"  signatures: {report.signed:,} signed, {report.unsigned:,} unsigned events, "
+        f"checked against {keys_file}"
+    )
+    if report.non_events:
+        click.echo(f"  {report.non_events:,} messages that are not events carried over")
+    if report.public_key:
+        click.echo(f"  exported and signed by ledger key {report.public_key}")
+    else:
+        click.echo("  no manifest checked (--no-manifest): nothing shows the archive is complete")
+
+
+@click.group()
+def keys() -> None:
+    """Office signing keys (Ed25519, as NATS nkeys)."""
+
+
+@keys.command("new")
+@click.argument("office")
+@click.option("--replace", is_flag=True, help="Make a new key even if the office has one.")
+@click.pass_context
+def keys_new(ctx: click.Context, office: str, replace: bool) -> None:
+    """Make a key pair for OFFICE, keep its seed (mode 0600) and register its public key.
+
+    Example: ledger keys new KAZ
+    """
+    from services.infra.office_keys import create_office_key, registry_path, seed_path
+
+    settings = settings_of(ctx)
+    public = create_office_key(settings.data_dir, office, replace=replace)
+    click.echo(f"office {office}: public key {public}")
+    click.echo(f"  seed:     {seed_path(settings.data_dir, office)} (keep it secret)")
+    click.echo(f"  registry: {registry_path(settings.data_dir)}")

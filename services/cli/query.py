@@ -1,0 +1,232 @@
+"""Commands for readers: ``ledger query country|programme|year``, ``activities``, ``provenance``.
+
+Each opens the live projection of the data directory (or ``--db PATH``) read-only, makes the one
+call of :mod:`projections.queries` that the HTTP route makes, and prints rich tables, or with
+``--json`` the very JSON the API gives. They need no running stack.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from services.api.tables import to_rows
+from services.cli.context import settings_of
+
+__all__ = ["activities", "provenance", "query"]
+
+
+def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--db`` and ``--json``, shared by every reader command."""
+
+    @click.option(
+        "--db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="A projection file (default: the data directory's live projection).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the answer as the API's JSON.")
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _run(ctx: click.Context, db: Path | None, call: Callable[[Any], Any]) -> Any:
+    from projections.db import live_path, open_reader
+
+    conn = open_reader(db or live_path(settings_of(ctx).data_dir))
+    try:
+        return call(conn)
+    finally:
+        conn.close()
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
+    return "" if value is None else str(value)
+
+
+def _table(
+    title: str, items: list[Any], kind: type[msgspec.Struct], skip: tuple[str, ...] = ()
+) -> Table:
+    header, rows = to_rows(items, kind)
+    keep = [
+        i
+        for i, name in enumerate(header)
+        if name not in skip and any(row[i] not in ("", None) for row in rows)
+    ]
+    table = Table(title=title, title_justify="left")
+    for i in keep:
+        name = header[i].removeprefix("metric.")
+        table.add_column(name, justify="right" if header[i].startswith("metric.") else "left")
+    for row in rows:
+        table.add_row(*(_figure(row[i]) for i in keep))
+    return table
+
+
+def _print(answer: Any, as_json: bool, render: Callable[[Console, Any], None]) -> None:
+    if as_json:
+        click.echo(msgspec.json.encode(answer).decode())
+        return
+    console = Console(width=120)
+    render(console, answer)
+
+
+def _as_of(console: Console, answer: Any) -> None:
+    when = answer.as_of.time.isoformat() if answer.as_of.time else "-"
+    console.print(f"as of sequence {answer.as_of.sequence} ({when})")
+
+
+def _render_summary(console: Console, summary: Any) -> None:
+    from projections.answers import Cell
+
+    label = " ".join(
+        str(part)
+        for part in (summary.country or summary.programme, summary.name, summary.year)
+        if part
+    )
+    console.print(f"[bold]{label}[/bold]: {summary.activities} activities counted")
+    totals = Table(title="totals", title_justify="left")
+    totals.add_column("metric")
+    totals.add_column("total", justify="right")
+    for metric, value in sorted(summary.totals.items()):
+        totals.add_row(metric, _figure(value))
+    console.print(totals)
+    if summary.multi_country_count:
+        console.print(f"multi-country: {summary.multi_country_count} ({summary.note})")
+        for ref in summary.multi_country:
+            console.print(f"  {ref.activity_id} ({', '.join(ref.countries)}): {ref.title}")
+    for name in ("by_year", "by_programme", "by_country"):
+        cells = getattr(summary, name)
+        if cells:
+            console.print(_table(name.replace("_", " "), cells, Cell))
+    _as_of(console, summary)
+
+
+@click.group()
+def query() -> None:
+    """Figures of one country, programme or year, from the live projection.
+
+    Example: ledger query country KAZ --year 2020
+    """
+
+
+@query.command("country")
+@click.argument("country")
+@click.option("--year", type=int, default=None, help="Narrow every figure to this year.")
+@_reader_options
+@click.pass_context
+def country_command(
+    ctx: click.Context, country: str, year: int | None, db: Path | None, as_json: bool
+) -> None:
+    """Totals of one country (ISO3 or UN name), by year and by programme.
+
+    Example: ledger query country Kazakhstan --json
+    """
+    from projections.queries import country_summary
+
+    answer = _run(ctx, db, lambda conn: country_summary(conn, country, year=year))
+    _print(answer, as_json, _render_summary)
+
+
+@query.command("programme")
+@click.argument("programme")
+@click.option("--year", type=int, default=None, help="Narrow every figure to this year.")
+@_reader_options
+@click.pass_context
+def programme_command(
+    ctx: click.Context, programme: str, year: int | None, db: Path | None, as_json: bool
+) -> None:
+    """Totals of one programme, by year and by country.
+
+    Example: ledger query programme GPCC
+    """
+    from projections.queries import programme_summary
+
+    answer = _run(ctx, db, lambda conn: programme_summary(conn, programme, year=year))
+    _print(answer, as_json, _render_summary)
+
+
+@query.command("year")
+@click.argument("year", type=int)
+@_reader_options
+@click.pass_context
+def year_command(ctx: click.Context, year: int, db: Path | None, as_json: bool) -> None:
+    """Totals of one year, by country and by programme.
+
+    Example: ledger query year 2020
+    """
+    from projections.queries import year_summary
+
+    _print(_run(ctx, db, lambda conn: year_summary(conn, year)), as_json, _render_summary)
+
+
+@click.command()
+@click.option("--country", default=None, help="Listed under this country (ISO3 or UN name).")
+@click.option("--programme", default=None)
+@click.option("--year", type=int, default=None)
+@click.option("--kind", default=None)
+@click.option("--office", default=None)
+@click.option("--status", type=click.Choice(["active", "withdrawn"]), default=None)
+@click.option("--q", "q", default=None, help="Words to find in the title or summary.")
+@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Page size, 1..500.")
+@_reader_options
+@click.pass_context
+def activities(ctx: click.Context, db: Path | None, as_json: bool, **filters: Any) -> None:
+    """List activities matching every filter, a page at a time.
+
+    Example: ledger activities --country KAZ --q training --limit 20
+    """
+    from projections.answers import ActivityItem
+    from projections.queries import list_activities
+
+    answer = _run(ctx, db, lambda conn: list_activities(conn, **filters))
+
+    def render(console: Console, page: Any) -> None:
+        skip = ("office", "kind", "multi_country", "version", "last_sequence")
+        console.print(_table("activities", page.items, ActivityItem, skip))
+        if page.next_cursor:
+            console.print(f"more: --cursor {page.next_cursor}")
+        _as_of(console, page)
+
+    _print(answer, as_json, render)
+
+
+@click.command()
+@click.option("--country", default=None)
+@click.option("--programme", default=None)
+@click.option("--year", type=int, default=None)
+@click.option("--metric", required=True, help="A metric name, or * for the activity count.")
+@click.option("--cursor", default=None, help="next_cursor of the previous page.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Page size, 1..500.")
+@_reader_options
+@click.pass_context
+def provenance(ctx: click.Context, db: Path | None, as_json: bool, **key: Any) -> None:
+    """List the activities and events that make up one figure, a page at a time; they sum to it.
+
+    Example: ledger provenance --country KAZ --metric people_trained
+    """
+    from projections.answers import ProvenanceItem
+    from projections.queries import provenance as provenance_of
+
+    answer = _run(ctx, db, lambda conn: provenance_of(conn, **key))
+
+    def render(console: Console, found: Any) -> None:
+        title = f"{found.metric}: {_figure(found.total)}"
+        console.print(_table(title, found.items, ProvenanceItem, ("event_ids", "multi_country")))
+        if found.next_cursor:
+            console.print(f"more: --cursor {found.next_cursor}")
+        _as_of(console, found)
+
+    _print(answer, as_json, render)

@@ -1,0 +1,350 @@
+"""The live projector: a FastStream pull subscriber that folds the stream into SQLite.
+
+A durable JetStream pull consumer hands over batches; each batch is applied in one SQLite
+transaction with its checkpoint (``projections/apply.py``) and only then acknowledged. A crash
+between commit and ack means a redelivery, which the checkpoint skips. Poison goes to
+``quarantine`` and is acknowledged like any other message, so nothing crash-loops and the
+consumer never sticks.
+
+Whenever the database's checkpoint and the consumer disagree (a rebuild switched the live file,
+the file was deleted, or a second instance took part of the stream), the projector first
+catches up through the ordered consumer from ``checkpoint + 1``, then goes on.
+
+Run it alone with ``python -m services.projector --nats-url URL --db PATH``; ``ledger up``
+runs it as a component.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sqlite3
+from pathlib import Path
+from typing import Annotated, Any
+
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.security import NatsCredentials, NatsNKey
+from nats.aio.msg import Msg
+from nats.js import api
+
+from events.store import EventStore
+from events.stored import RawMessage
+from events.subjects import Namespace
+from projections.apply import Applier
+from projections.db import ensure_live, live_path, open_writer, resolve
+from services.infra.config import server_urls
+from services.infra.credentials import Credentials, load_credentials
+from services.infra.stack import Ledger, connect
+from services.infra.violations import Violations
+
+__all__ = ["DURABLE", "Projector", "projector_component", "run_projector"]
+
+DURABLE = "projector"
+"""The durable consumer's name; instances that share it share the work."""
+
+_log = logging.getLogger("ledger.projector")
+
+_broker_log = logging.getLogger("ledger.projector.broker")
+# FastStream logs every subscriber start and stop at INFO; only its warnings belong on a
+# terminal that `ledger up` or `ledger demo` is printing to.
+_broker_log.setLevel(logging.WARNING)
+
+
+class Projector:
+    """Keeps one projection database up to date with the stream."""
+
+    def __init__(self, store: EventStore, db: Path, *, batch_size: int = 500) -> None:
+        """
+        :param store: reads the stream when catching up.
+        :param db: the live projection: a link that a rebuild may switch, or a plain file.
+        :param batch_size: messages per transaction when catching up.
+        """
+        self.store = store
+        self.db = Path(db)
+        self.batch_size = batch_size
+        self._lock = asyncio.Lock()
+        self._real: Path | None = None
+        self._conn: sqlite3.Connection | None = None
+        self.applier: Applier | None = None
+
+    def open(self) -> Applier:
+        """Open (creating if needed) the database that the live path points at now."""
+        self._real = ensure_live(self.db)
+        self._conn = open_writer(self._real)
+        self.applier = Applier(self._conn)
+        _log.info("projecting into %s from sequence %d", self._real, self.applier.checkpoint())
+        return self.applier
+
+    def close(self) -> None:
+        """Close the database."""
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self.applier = None
+
+    def _applier(self) -> Applier:
+        return self.applier if self.applier is not None else self.open()
+
+    async def _follow_switch(self) -> None:
+        """Reopen when a rebuild has pointed the live path at another file, then catch up."""
+        if self._real is not None and resolve(self.db) != self._real:
+            _log.info("live projection switched to %s", resolve(self.db))
+            self.close()
+            self.open()
+            await self._catch_up()
+
+    async def _catch_up(self, until: int | None = None) -> int:
+        """Apply everything after the checkpoint through the ordered consumer (the fast path)."""
+        applier = self._applier()
+        applied = 0
+        async for batch in self.store.read_raw(
+            applier.checkpoint() + 1, until_seq=until, batch_size=self.batch_size
+        ):
+            applied += applier.apply(batch).applied
+        return applied
+
+    async def catch_up(self) -> int:
+        """Apply everything already in the stream after the checkpoint.
+
+        :returns: how many events were applied.
+        """
+        async with self._lock:
+            await self._follow_switch()
+            return await self._catch_up()
+
+    async def watch(
+        self, stop: asyncio.Event, interval: float = 0.5, stalled_after: float = 2.0
+    ) -> None:
+        """Until ``stop``: follow a switch of the live file, and never fall behind for long.
+
+        The durable consumer normally delivers every event. When the stream is ahead and the
+        checkpoint has not moved for ``stalled_after`` seconds, the watch catches up through
+        the ordered consumer itself; the durable consumer's later deliveries of those events
+        are then skipped by the checkpoint. This is what keeps the projector from getting
+        stuck when a delivery path stalls: FastStream 0.7.8's pull loop lets a plain
+        ``asyncio.TimeoutError`` from nats-py's ``fetch`` escape (it catches only nats-py's
+        own ``TimeoutError``), and the restarted loop has been seen to deliver nothing more.
+        """
+        behind_since: float | None = None
+        seen = -1
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                break
+            try:
+                async with self._lock:
+                    await self._follow_switch()
+                    checkpoint = self._applier().checkpoint()
+                last = await self.store.last_sequence()
+                now = asyncio.get_running_loop().time()
+                if last <= checkpoint:
+                    behind_since = None
+                elif behind_since is None or checkpoint != seen:
+                    behind_since = now  # behind, but moving: give the consumer its time
+                elif now - behind_since >= stalled_after:
+                    async with self._lock:
+                        applied = await self._catch_up(until=last)
+                    _log.warning("deliveries stalled; caught up %d events directly", applied)
+                    behind_since = None
+                seen = checkpoint
+            except Exception:
+                _log.exception("watching the live projection failed; retrying")
+
+    async def handle(self, messages: list[Msg]) -> None:
+        """Apply one delivered batch, then acknowledge it; never raise.
+
+        A batch that does not start right after the checkpoint, or has holes, is replaced by a
+        catch-up read up to its last sequence. On a database error nothing is acknowledged,
+        and JetStream redelivers the batch later.
+        """
+        try:
+            raws = [_raw_message(msg) for msg in messages]
+            async with self._lock:
+                await self._follow_switch()
+                applier = self._applier()
+                checkpoint = applier.checkpoint()
+                fresh = sorted({raw.sequence for raw in raws if raw.sequence > checkpoint})
+                if fresh and fresh != list(range(checkpoint + 1, fresh[-1] + 1)):
+                    await self._catch_up(until=fresh[-1])
+                elif fresh:
+                    applier.apply(raws)
+        except Exception:
+            _log.exception("could not apply a batch of %d; it will be redelivered", len(messages))
+            for msg in messages:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=1.0)
+            return
+        for msg in messages:
+            await msg.ack()
+
+
+def _raw_message(msg: Msg) -> RawMessage:
+    # The reply subject carries the stream sequence and the stored time in nanoseconds; reading
+    # them here keeps the exact time that a rebuild (ordered consumer) also sees.
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        sequence, time_ns = int(tokens[5]), int(tokens[7])
+    else:
+        sequence, time_ns = int(tokens[7]), int(tokens[9])
+    return RawMessage(sequence, msg.subject, time_ns, msg.headers, msg.data or b"")
+
+
+def build_broker(
+    projector: Projector,
+    url: str,
+    namespace: Namespace,
+    *,
+    durable: str = DURABLE,
+    batch_size: int = 500,
+    timeout: float = 0.5,
+    creds: Credentials | None = None,
+) -> NatsBroker:
+    """A FastStream broker with the projector's durable pull subscriber on the stream.
+
+    :param creds: the projector role's credentials, when the server requires them.
+    """
+    options: dict[str, Any] = {}
+    inbox = api.INBOX_PREFIX
+    if creds is not None:
+        security = (
+            NatsCredentials.from_file(creds.path) if creds.decorated else NatsNKey(creds.path)
+        )
+        # A refused subject would otherwise only show as fetches that time out.
+        violations = Violations(creds.inbox_prefix)
+        options = {
+            "security": security,
+            "inbox_prefix": creds.inbox_prefix,
+            "error_cb": violations.error_cb,
+        }
+        # nats-py's pull subscription takes its own inbox prefix, "_INBOX." unless told.
+        inbox = f"{creds.inbox_prefix}.".encode()
+    # A cluster's URL names several nodes; nats-py wants them as a list.
+    broker = NatsBroker(server_urls(url), logger=_broker_log, log_level=logging.DEBUG, **options)
+
+    @broker.subscriber(
+        namespace.activities,
+        stream=JStream(namespace.stream, declare=False),
+        durable=durable,
+        pull_sub=PullSub(batch_size=batch_size, timeout=timeout, batch=True),
+        ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=inbox,
+        config=api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=30.0,
+            # Every batch is acknowledged before the next fetch, so this is never the limit.
+            max_ack_pending=max(batch_size * 4, 1000),
+        ),
+    )
+    async def on_batch(message: Annotated[Any, Context("message")]) -> None:
+        # The handler takes the raw messages, not a decoded body: poison must reach the
+        # applier's quarantine rather than fail in FastStream's decoder.
+        await projector.handle(message.raw_message)
+
+    return broker
+
+
+async def run_projector(
+    store: EventStore,
+    url: str,
+    db: Path,
+    stop: asyncio.Event,
+    *,
+    durable: str = DURABLE,
+    batch_size: int = 500,
+    creds: Credentials | None = None,
+) -> None:
+    """Run the projector until ``stop`` is set.
+
+    :param store: the EventStore on the ledger's stream, for catching up.
+    :param url: the NATS server, for FastStream's own connection.
+    :param db: the live projection path.
+    :param creds: what FastStream's connection uses, when the server requires credentials.
+    """
+    projector = Projector(store, db, batch_size=batch_size)
+    projector.open()
+    try:
+        await projector.catch_up()
+        broker = build_broker(
+            projector, url, store.ns, durable=durable, batch_size=batch_size, creds=creds
+        )
+        await broker.start()
+        try:
+            await projector.watch(stop)
+        finally:
+            await broker.stop()
+    finally:
+        projector.close()
+
+
+async def projector_component(ledger: Ledger, stop: asyncio.Event) -> None:
+    """The projector as a ``ledger up`` component, on ``<data dir>/projections/ledger.db``.
+
+    It connects as the projector role, which may read the stream and use its durable consumer.
+    """
+    async with ledger.connect_as("projector") as store:
+        await run_projector(
+            store,
+            ledger.url,
+            live_path(ledger.settings.data_dir),
+            stop,
+            durable=durable_name(),
+            creds=ledger.credentials_for("projector"),
+        )
+
+
+def durable_name() -> str:
+    """The durable consumer ``ledger up`` projects through: ``LEDGER_PROJECTOR_DURABLE``.
+
+    Instances that share a durable share the events between them, so each reader that keeps a
+    projection file of its own (the compose file's API replicas) needs its own name;
+    ``{hostname}`` in the value stands for the machine's name.
+    """
+    name = os.environ.get("LEDGER_PROJECTOR_DURABLE") or DURABLE
+    return name.replace("{hostname}", socket.gethostname()).replace(".", "-")
+
+
+async def _main(args: argparse.Namespace) -> None:
+    creds = load_credentials(args.creds) if args.creds else None
+    nc = await connect(args.nats_url, "ledger-projector", creds=creds)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        store = EventStore(nc, Namespace(prefix=args.prefix, stream=args.stream))
+        await run_projector(
+            store,
+            args.nats_url,
+            Path(args.db),
+            stop,
+            durable=args.durable,
+            batch_size=args.batch,
+            creds=creds,
+        )
+    finally:
+        await nc.drain()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the projector alone, e.g. ``python -m services.projector --nats-url URL --db P``."""
+    parser = argparse.ArgumentParser(prog="python -m services.projector", description=__doc__)
+    parser.add_argument("--nats-url", required=True)
+    parser.add_argument("--db", required=True, help="the live projection path (link or file)")
+    parser.add_argument("--stream", default=Namespace().stream)
+    parser.add_argument("--prefix", default=Namespace().prefix)
+    parser.add_argument("--durable", default=DURABLE)
+    parser.add_argument("--batch", type=int, default=500, help="messages per pull")
+    parser.add_argument(
+        "--creds",
+        default=os.environ.get("LEDGER_CREDS"),
+        help="the projector role's NATS credentials [env LEDGER_CREDS]",
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_main(parser.parse_args(argv)))
