@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-fast lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# Lint and the unit tests only, no nats-server: the loop to run while editing (under 60 s).
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest tests/unit
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import $(BENCH_ARGS)
 	$(BIN)/python -m bench.query $(BENCH_ARGS)
 	$(BIN)/python -m bench.dashboard $(BENCH_ARGS)
+	$(BIN)/python -m bench.transport
 
 clean:
 	rm -rf $(VENV) .ledger .pytest_cache .ruff_cache

@@ -1,6 +1,7 @@
-"""The ledger's model: events, envelope, codec, reference data, subjects and the EventStore.
+"""The ledger's model: events, envelope, codec, reference data, subjects, decisions, the stores.
 
-This package imports nothing else of the project; everything else imports it.
+This package imports nothing else of the project; everything else imports it. Importing it
+loads no NATS client: the JetStream store (``events.store``) is imported where it is used.
 """
 
 from events.activity import ActivityState, apply_event, check_can_revise, check_can_withdraw
@@ -26,8 +27,7 @@ from events.model import (
     Source,
 )
 from events.reference import Reference, load_reference
-from events.store import AppendOutcome, AppendResult, EventStore
-from events.stored import LoadedActivity, Recorded
+from events.stored import AppendOutcome, AppendResult, LoadedActivity, Recorded
 from events.subjects import DEFAULT, Namespace
 from events.validation import check_reason, check_reported
 
@@ -48,7 +48,6 @@ __all__ = [
     "Envelope",
     "Event",
     "EventDecodeError",
-    "EventStore",
     "FieldIssue",
     "InvalidEventError",
     "LedgerError",

@@ -37,6 +37,7 @@ from events.commands import (
     event_id_for,
 )
 from events.envelope import Envelope, seal
+from events.error_kinds import reply_code
 from events.errors import (
     ActivityNotFoundError,
     ActivityWithdrawnError,
@@ -49,7 +50,7 @@ from events.integrity import content_hash
 from events.keys import KeyRegistry
 from events.limits import MAX_ISSUES, MAX_MESSAGE
 from events.model import ActivityChanges, ActivityReported, ActivityRevised, ActivityWithdrawn
-from events.reference import Reference
+from events.reference import Reference, latest_year
 from events.signing import signature_is_valid
 from events.stored import LoadedActivity
 from events.validation import check_actor, check_reason, check_reported
@@ -183,22 +184,20 @@ def decode_request(data: bytes) -> Request | Rejected:
 def rejection_for(exc: LedgerError) -> Rejected:
     """The reply that stands for one of the ledger's errors.
 
-    An invalid input's reply names its first issue's field and lists at most
+    The code is the one of the error's kind (:func:`events.error_kinds.reply_code`). An invalid
+    input's reply names its first issue's field and lists at most
     :data:`~events.limits.MAX_ISSUES` issues in :data:`~events.limits.MAX_MESSAGE` characters,
     counting the rest: 50,000 duplicate countries must not make a reply larger than NATS
     carries, which the office would then never receive.
     """
-    match exc:
-        case InvalidEventError():
-            first, *rest = exc.issues or [FieldIssue("", str(exc))]
-            return Rejected(code="invalid", message=_listed(first, rest), field=first.field)
-        case ActivityNotFoundError():
-            return Rejected(code="unknown_activity", message=_bounded(exc), field="activity_id")
-        case ActivityWithdrawnError():
-            return Rejected(code="withdrawn", message=_bounded(exc), field="activity_id")
-    return Rejected(
-        code="unavailable", message=f"{_bounded(exc)}; retrying the same command is safe"
-    )
+    code = reply_code(exc)
+    if code == "unavailable":
+        return Rejected(code=code, message=f"{_bounded(exc)}; retrying the same command is safe")
+    if isinstance(exc, InvalidEventError):
+        first, *rest = exc.issues or [FieldIssue("", str(exc))]
+        return Rejected(code=code, message=_listed(first, rest), field=first.field)
+    # unknown_activity and withdrawn: the activity's id is what the office has to check.
+    return Rejected(code=code, message=_bounded(exc), field="activity_id")
 
 
 _COUNT_ROOM = len("; and 99999 more")
@@ -254,7 +253,7 @@ def _decide_report(
             version=state.version,
             sequence=state.last_sequence,
         )
-    checked = check_reported(activity, ref, max_year=now.year + 1)
+    checked = check_reported(activity, ref, max_year=latest_year(now))
     return Append(_seal(checked, command, office, now, prev=""), expected_sequence=0, version=1)
 
 
@@ -267,7 +266,7 @@ def _decide_revise(
     if state.withdrawn:
         raise ActivityWithdrawnError(command.activity_id)
     candidate = apply_edits(state.activity, command.changes)
-    checked = check_reported(candidate, ref, max_year=now.year + 1)
+    checked = check_reported(candidate, ref, max_year=latest_year(now))
     touched = {_top_field(path) for path in command.changes}
     changes = ActivityChanges(**{name: getattr(checked, name) for name in touched})
     effective = check_can_revise(state, changes)

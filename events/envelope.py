@@ -44,7 +44,8 @@ class Envelope(Struct, Generic[TPayload], frozen=True, kw_only=True):
     hash: str = ""
     """SHA-256 of the canonical encoding without ``hash`` and ``signature``."""
     signature: str = ""
-    """The office's Ed25519 signature over ``hash``, when the office signs."""
+    """The office's Ed25519 signature over the content hash (``events.integrity.content_hash``:
+    the event without its place in the chain), when the office signs."""
     payload: TPayload
 
     @property

@@ -1,7 +1,10 @@
 """The ledger's errors: one base class, one leaf per thing that can go wrong.
 
 Every layer raises these, never a library's own error, so that each edge (CLI, HTTP,
-intake replies) maps errors to exit codes or status codes in one place.
+dashboard, NATS queries, intake replies) answers them by one table: the kind of each error
+below is in :mod:`events.error_kinds`, and each kind's answer at every edge in
+:mod:`services.errors`, which says where the other layers' errors get theirs. A new error needs
+a row.
 """
 
 from __future__ import annotations

@@ -1,19 +1,42 @@
-"""Reference data: the catalogues of countries, programmes, offices, kinds and metrics.
+"""Reference data: the catalogues of countries, programmes, offices, kinds and metrics, and years.
 
 The catalogues are JSON files in ``events/reference/``. Countries are ISO 3166-1 alpha-3 codes and
 also accept the names the UN uses ("Viet Nam", "Bolivia (Plurinational State of)") and common
 spellings ("Turkey", "Cote d'Ivoire"); programmes accept their code, name or aliases.
+
+The years an activity may have are here too (:data:`FIRST_YEAR`, :func:`latest_year`), with the
+widest a query may name (:data:`LAST_YEAR`): like a catalogue, they say which values of a field
+the ledger knows, for the checks of an event and of a query alike. They are not in
+:mod:`events.limits`, whose bounds keep untrusted input small whatever it means; these are rules
+of the domain, and one of them moves with the calendar.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 
-__all__ = ["Entry", "Reference", "load_reference"]
+__all__ = ["FIRST_YEAR", "LAST_YEAR", "Entry", "Reference", "latest_year", "load_reference"]
+
+FIRST_YEAR = 1990
+"""No activity before this year is accepted, nor asked about: the ledger is for current
+reporting."""
+LAST_YEAR = 2100
+"""The latest year a query may name. A fixed bound rather than :func:`latest_year`, so that a
+link stays valid whatever the date; a year with no activity yet is simply empty."""
+
+
+def latest_year(today: dt.date) -> int:
+    """The latest year an activity may be reported under: next year, for planned activities.
+
+    :param today: the date of the check (a datetime will do), so that intake can pass the time
+        it records the event at.
+    """
+    return today.year + 1
 
 
 @dataclass(frozen=True)

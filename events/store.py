@@ -7,7 +7,8 @@ The expectation is checked against ``ledger.activity.*.<id>``, every office's su
 id, so two offices cannot both create the same activity id.
 
 Reads of the whole stream go through an ordered push consumer, the fastest path nats-py has
-(NOTES.md: 150-190k msgs/s, against about 30k for pull ``fetch``).
+(docs/design.md, "Throughput of nats-py paths": 150-190k msgs/s, against about 30k for pull
+``fetch``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import contextlib
 import datetime as dt
 import re
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, Literal
+from typing import Any
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
@@ -36,15 +36,17 @@ from events.errors import (
     TooManyReadersError,
 )
 from events.pipeline import NO_ACK, Ack, AckPipeline
-from events.stored import EPOCH, LoadedActivity, RawMessage, Recorded
+from events.stored import (
+    EPOCH,
+    AppendOutcome,
+    AppendResult,
+    LoadedActivity,
+    RawMessage,
+    Recorded,
+)
 from events.subjects import DEFAULT, Namespace
 
-__all__ = [
-    "DUPLICATE_WINDOW",
-    "AppendOutcome",
-    "AppendResult",
-    "EventStore",
-]
+__all__ = ["DUPLICATE_WINDOW", "EventStore"]
 
 DUPLICATE_WINDOW = 24 * 3600.0
 """Seconds during which a repeated ``Nats-Msg-Id`` is recognised and not stored again."""
@@ -53,24 +55,6 @@ _WRONG_LAST_SEQUENCE = 10071
 _MAX_CONSUMERS_REACHED = 10026  # the account's max_consumers (services/infra/security.py)
 _NO_ACK_ADVICE = "no acknowledgement from the stream; it is safe to retry with the same event id"
 _LAST_SEQ_IN_ERROR = re.compile(r"wrong last sequence:\s*(\d+)")
-
-
-class AppendResult(msgspec.Struct, frozen=True):
-    """Where an appended event was stored."""
-
-    sequence: int
-    duplicate: bool = False
-    """True when the event id was stored before: nothing new was written."""
-
-
-class AppendOutcome(msgspec.Struct, frozen=True):
-    """What happened to one event of a bulk append."""
-
-    event_id: str
-    status: Literal["stored", "duplicate", "conflict", "error"]
-    sequence: int = 0
-    """The stream sequence for stored and duplicate; the activity's actual one for a conflict."""
-    detail: str = ""
 
 
 class EventStore:
@@ -102,7 +86,8 @@ class EventStore:
     # -- the stream -------------------------------------------------------------------------
 
     def stream_config(self, replicas: int = 1) -> api.StreamConfig:
-        """The settings DESIGN.md requires of the stream."""
+        """The settings the design requires of the stream (docs/design.md, "Stream and
+        subjects")."""
         return api.StreamConfig(
             name=self.ns.stream,
             subjects=[self.ns.activities],

@@ -1,4 +1,5 @@
-"""What the stream holds, as plain values: raw messages, recorded events, an activity's events.
+"""What the stream holds, as plain values: raw messages, recorded events, an activity's events,
+and what an append returns.
 
 These types import neither nats nor SQLite, so the domain (``events/decisions.py``), the folds
 (``projections/``) and the tests can take what a store returns without knowing which store it
@@ -8,13 +9,13 @@ came from: the JetStream one (``events/store.py``) or the in-memory one (``event
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from events.envelope import Envelope
 
-__all__ = ["EPOCH", "LoadedActivity", "RawMessage", "Recorded"]
+__all__ = ["EPOCH", "AppendOutcome", "AppendResult", "LoadedActivity", "RawMessage", "Recorded"]
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 """Where the stream's nanosecond timestamps count from."""
@@ -59,3 +60,21 @@ class LoadedActivity(msgspec.Struct, frozen=True):
     def version(self) -> int:
         """How many events the activity has."""
         return len(self.events)
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an appended event was stored."""
+
+    sequence: int
+    duplicate: bool = False
+    """True when the event id was stored before: nothing new was written."""
+
+
+class AppendOutcome(msgspec.Struct, frozen=True):
+    """What happened to one event of a bulk append."""
+
+    event_id: str
+    status: Literal["stored", "duplicate", "conflict", "error"]
+    sequence: int = 0
+    """The stream sequence for stored and duplicate; the activity's actual one for a conflict."""
+    detail: str = ""

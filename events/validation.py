@@ -30,20 +30,17 @@ from events.limits import (
     MAX_TITLE,
 )
 from events.model import ActivityReported, CountryShare
-from events.reference import Reference
+from events.reference import FIRST_YEAR, Reference, latest_year
 from events.subjects import is_token
 
-__all__ = ["FIRST_YEAR", "check_actor", "check_reason", "check_reported", "max_year_today"]
-
-FIRST_YEAR = 1990
-"""No activity before this year is accepted: the ledger is for current reporting."""
+__all__ = ["check_actor", "check_reason", "check_reported", "max_year_today"]
 
 _SHARE_TOLERANCE = 0.01
 
 
 def max_year_today() -> int:
-    """The latest acceptable year: next year, so planned activities can be entered."""
-    return dt.date.today().year + 1
+    """The latest acceptable year today (:func:`events.reference.latest_year`)."""
+    return latest_year(dt.date.today())
 
 
 def check_reported(

@@ -5,7 +5,7 @@ This package imports only ``events``; services and replay build on it.
 
 from projections.apply import Applier, BatchResult
 from projections.db import live_path, open_reader, open_writer, switch_live
-from projections.fold import FoldError, fold_event, footprint
+from projections.fold import FoldError, add_footprint, fold_state
 from projections.provenance import Contribution, contributions
 
 __all__ = [
@@ -13,9 +13,9 @@ __all__ = [
     "BatchResult",
     "Contribution",
     "FoldError",
+    "add_footprint",
     "contributions",
-    "fold_event",
-    "footprint",
+    "fold_state",
     "live_path",
     "open_reader",
     "open_writer",

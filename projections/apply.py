@@ -1,9 +1,9 @@
 """The batch applier: folds a batch of stored messages into SQLite in one transaction.
 
-The transaction also moves the checkpoint to the batch's last sequence (DESIGN.md, principle 3),
-so a crash at any instant either keeps the whole batch or none of it. Messages at or below the
-checkpoint are skipped: a redelivery, a restart or a second instance never counts twice. A
-message that does not decode, or cannot follow its activity's state, is written to
+The transaction also moves the checkpoint to the batch's last sequence (docs/design.md,
+"Principles"), so a crash at any instant either keeps the whole batch or none of it. Messages
+at or below the checkpoint are skipped: a redelivery, a restart or a second instance never
+counts twice. A message that does not decode, or cannot follow its activity's state, is written to
 ``quarantine`` with the reason, and the batch goes on without it.
 """
 

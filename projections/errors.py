@@ -1,7 +1,8 @@
 """Errors of the read side: a query's parameter is wrong, or the projection is not there yet.
 
 Each names the parameter it is about, so that every edge (HTTP, CLI, NATS) can tell the reader
-which value to fix without knowing the query.
+which value to fix without knowing the query. How each edge answers them (a status, a code, an
+exit status) is their row of the one error table, :mod:`services.errors`.
 """
 
 from __future__ import annotations

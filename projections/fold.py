@@ -2,24 +2,29 @@
 
 No SQL, no clock, no NATS: values in, values out, so that every rule can be tested alone.
 
-An activity's *footprint* is what it adds to each rollup row, keyed by a :data:`Bucket`. Folding
-an event computes the activity's footprint before and after the event; the difference is the
-change to apply to the rollup rows. Figures are kept in integer millionths (``micros``), so that
-sums are exact and do not depend on the order or grouping in which events are applied: a rebuild
-and the live projector then agree to the last digit.
+An activity's *footprint* is what it adds to each rollup row, keyed by a :data:`Bucket`. The
+rules are written once, in :func:`add_footprint`; everything that counts goes through it: the
+applier (live projector, rebuild and as-of replay alike) subtracts an activity's footprint before
+a batch and adds the one after it, provenance adds one activity's footprint into an empty dict,
+and the rule tests in ``tests/unit/test_fold.py`` call it as the applier does. :func:`fold_state`
+folds an event into the activity's state and rejects what cannot follow. Figures are kept in
+integer millionths (``micros``), so that sums are exact and do not depend on the order or
+grouping in which events are applied: a rebuild and the live projector then agree to the last
+digit.
 
-The rules (DESIGN.md, Counting rules):
+The rules (docs/design.md, "Counting rules"):
 
 - every active activity counts once in every total of its programme, its year and the globe;
 - a single country, or several countries with shares, get their share of each figure;
 - several countries without shares are *listed* under each country as multi-country, and count
   in no single country's total;
-- a withdrawn activity counts nowhere.
+- a withdrawn activity counts nowhere (it stays in the history);
+- a revision replaces the activity's old footprint with its new one.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -36,18 +41,13 @@ __all__ = [
     "Bucket",
     "FoldError",
     "Share",
-    "Step",
-    "add_deltas",
     "add_footprint",
     "allocate",
     "allocations",
     "country_parts",
     "decode_state",
-    "diff_footprints",
     "encode_state",
-    "fold_event",
     "fold_state",
-    "footprint",
     "net_deltas",
     "to_micros",
 ]
@@ -83,20 +83,8 @@ is 1 when the activity counts in the row's total; ``multi_country`` is 1 when it
 there, as multi-country without shares. Plain tuples keep the rebuild's inner loop cheap."""
 
 
-_LISTED: Share = (0, 0, 1)
-
-
 class FoldError(LedgerError):
     """Raised when an event cannot follow the activity's state (it goes to quarantine)."""
-
-
-class Step(NamedTuple):
-    """The outcome of folding one event."""
-
-    before: ActivityState | None
-    after: ActivityState
-    deltas: dict[Bucket, Share]
-    """Signed changes to rollup rows; rows that do not change are absent."""
 
 
 def to_micros(value: float) -> int:
@@ -134,49 +122,29 @@ def allocate(micros: int, percent: float) -> int:
     return round(micros * percent / 100)
 
 
-def footprint(state: ActivityState | None) -> dict[Bucket, Share]:
-    """What an activity in this state puts into every rollup row; nothing when withdrawn."""
-    if state is None or state.withdrawn:
-        return {}
-    activity = state.activity
-    programme, year = activity.programme, activity.year
-    figures = [(ACTIVITY_COUNT, None)] + [
-        (metric, to_micros(value)) for metric, value in activity.metrics.items()
-    ]
-    places = allocations(activity)
-    result: dict[Bucket, Share] = {}
-    for metric, micros in figures:
-        # The activity count is not a figure: it is 1 in every row the activity counts in.
-        whole = (MICROS if micros is None else micros, 1, 0)
-        result["totals", metric] = whole
-        result["by_programme", programme, metric] = whole
-        result["by_year", year, metric] = whole
-        result["programme_year", programme, year, metric] = whole
-        for country, percent in places:
-            if percent is None:
-                share = _LISTED
-            elif micros is None:
-                share = whole
-            else:
-                share = (allocate(micros, percent), 1, 0)
-            result["by_country", country, metric] = share
-            result["country_year", country, year, metric] = share
-            result["country_programme", country, programme, metric] = share
-    return result
-
-
 def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, sign: int) -> None:
-    """Add ``sign`` times the activity's :func:`footprint` into ``total``, in place.
+    """Add ``sign`` times what an activity in this state puts into every rollup row into
+    ``total``, in place: the counting rules, and their only implementation.
 
-    The same sums as ``add_deltas(total, footprint(state))``, without building the footprint
-    dict. A batch adds each touched activity's footprint after the batch and subtracts the one
-    before it, which telescopes to the sum of its events' deltas (integer sums are exact), so
-    an activity with several events in a batch is expanded twice, not twice per event. The
-    rebuild's profile had put ~47 µs of ~80 µs per event into building and diffing
-    footprints. (Summing at a finer grain first and spreading over the rollups at the end was
-    measured slower: nearly every fine key is distinct within a batch.)
+    Every active activity counts once (``activities`` 1, its whole figure) in ``totals``,
+    ``by_programme``, ``by_year`` and ``programme_year``. In the ``country_*`` rollups a single
+    country, or each of several countries with shares, gets its share of each figure and counts
+    the activity once; several countries without shares each only list it (``multi_country``
+    1, figure 0). A withdrawn activity, or none, adds nothing.
 
+    It adds into a shared dict rather than returning one, because that is how it is used on
+    the hot path: a batch adds each touched activity's footprint after the batch and subtracts
+    the one before it, which telescopes to the sum of its events' changes (integer sums are
+    exact), so an activity with several events in a batch is expanded twice, not twice per
+    event. (Building a dict per footprint and diffing the two was measured slower, ~35 against
+    ~28 µs per event; so was summing at a finer grain first and spreading over the rollups at
+    the end: nearly every fine key is distinct within a batch.)
+
+    :param total: rows to add into, ``[micros, activities, multi_country]`` by bucket; rows
+        may reach zero, :func:`net_deltas` drops them.
+    :param state: the activity; ``None`` before its report.
     :param sign: 1 to add the activity's figures, -1 to take them away.
+    :raises FoldError: as :func:`allocations` (never for a state :func:`fold_state` gave).
     """
     if state is None or state.withdrawn:
         return
@@ -184,6 +152,7 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
     programme, year = activity.programme, activity.year
     places = allocations(activity)
     figures: list[tuple[str, int | None]] = [(ACTIVITY_COUNT, None)]
+    # to_micros inlined: this runs for every metric of every activity of a rebuild.
     figures += [(metric, round(value * MICROS)) for metric, value in activity.metrics.items()]
     get = total.get
     for metric, micros in figures:
@@ -202,8 +171,10 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
                 row[1] += sign
         for country, percent in places:
             if percent is None:
+                # Listed, not counted: its figures are in no single country's total.
                 part, counted, listed = 0, 0, sign
             elif micros is None:
+                # The activity count is not a figure: it is whole in every country it counts in.
                 part, counted, listed = whole, sign, 0
             else:
                 part, counted, listed = sign * allocate(micros, percent), sign, 0
@@ -239,35 +210,6 @@ def country_parts(activity: ActivityReported) -> list[tuple[str, dict[str, int] 
     ]
 
 
-def diff_footprints(before: dict[Bucket, Share], after: dict[Bucket, Share]) -> dict[Bucket, Share]:
-    """The signed changes that turn rows holding ``before`` into rows holding ``after``."""
-    if not before:
-        return dict(after)
-    deltas: dict[Bucket, Share] = {}
-    for bucket, share in after.items():
-        old = before.get(bucket)
-        if old is None:
-            deltas[bucket] = share
-        elif old != share:
-            deltas[bucket] = (share[0] - old[0], share[1] - old[1], share[2] - old[2])
-    for bucket, old in before.items():
-        if bucket not in after:
-            deltas[bucket] = (-old[0], -old[1], -old[2])
-    return deltas
-
-
-def add_deltas(total: dict[Bucket, list[int]], deltas: dict[Bucket, Share]) -> None:
-    """Accumulate ``deltas`` into ``total`` in place; see :func:`net_deltas` for the result."""
-    for bucket, share in deltas.items():
-        row = total.get(bucket)
-        if row is None:
-            total[bucket] = list(share)
-        else:
-            row[0] += share[0]
-            row[1] += share[1]
-            row[2] += share[2]
-
-
 def net_deltas(total: dict[Bucket, list[int]]) -> dict[Bucket, Share]:
     """The accumulated changes, without the rows that net to nothing."""
     return {bucket: (m, a, c) for bucket, (m, a, c) in total.items() if m or a or c}
@@ -278,10 +220,15 @@ def fold_state(
 ) -> ActivityState:
     """Fold one stored event into its activity's state, without the rollup rows.
 
-    The checks are those of :func:`fold_event`; a batch folds every event with this and
-    computes the rollup changes once per activity (:func:`add_footprint`).
+    A batch folds every event with this and computes the rollup changes once per activity
+    (:func:`add_footprint`). A withdrawn activity keeps its state, flagged withdrawn: it stays
+    in the history and counts nowhere.
 
-    :raises FoldError: as :func:`fold_event`.
+    :param state: the activity as its earlier events left it; ``None`` before its report.
+    :param envelope: the decoded event.
+    :param sequence: the event's stream sequence.
+    :raises FoldError: when the event cannot follow the state: a second report, a revision or
+        withdrawal before the report, any event after the withdrawal, or inconsistent shares.
     """
     if state is not None and state.withdrawn:
         raise FoldError(f"{envelope.type} after the activity was withdrawn")
@@ -294,20 +241,6 @@ def fold_state(
     if state is None or after.activity.countries is not state.activity.countries:
         allocations(after.activity)
     return after
-
-
-def fold_event(state: ActivityState | None, envelope: Envelope[Any], sequence: int) -> Step:
-    """Fold one stored event into its activity's state and the rollup rows.
-
-    :param state: the activity as its earlier events left it; ``None`` before its report.
-    :param envelope: the decoded event.
-    :param sequence: the event's stream sequence.
-    :raises FoldError: when the event cannot follow the state: a second report, a revision or
-        withdrawal before the report, any event after the withdrawal, or inconsistent shares.
-    """
-    after = fold_state(state, envelope, sequence)
-    deltas = diff_footprints(footprint(state), footprint(after))
-    return Step(before=state, after=after, deltas=deltas)
 
 
 def encode_state(state: ActivityState) -> bytes:

@@ -1,7 +1,8 @@
 """Provenance: which activities and events make up a rollup row, with what figure each.
 
-The figures come from the same footprint the fold applies, so for any row they add up exactly to
-its ``total_micros``. Activities listed as multi-country without shares appear with a zero
+The figures come from the very function the applier counts with
+(:func:`projections.fold.add_footprint`), so for any row they add up exactly to its
+``total_micros``. Activities listed as multi-country without shares appear with a zero
 figure and ``multi_country`` set.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 import msgspec
 
 from events.errors import LedgerError
-from projections.fold import MICROS, ROLLUP_KEYS, decode_state, footprint
+from projections.fold import MICROS, ROLLUP_KEYS, Bucket, add_footprint, decode_state
 
 __all__ = ["Contribution", "UnknownRollupError", "contributions"]
 
@@ -90,7 +91,11 @@ def contributions(
     for activity_id, state, event_ids in rows:
         if limit is not None and len(found) >= limit:
             break
-        share = footprint(decode_state(state)).get(bucket)
+        # The activity's rows straight from the counting rules, not through ``footprint``: a
+        # row such as ``totals`` reads every activity, and the copy to tuples would cost more.
+        shares: dict[Bucket, list[int]] = {}
+        add_footprint(shares, decode_state(state), 1)
+        share = shares.get(bucket)
         if share is None:
             continue
         ids = _ids.decode(event_ids)

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from events.reference import load_reference
+from events.reference import FIRST_YEAR, LAST_YEAR, load_reference
 from projections.answers import (
     ActivityDetail,
     ActivityItem,
@@ -67,7 +67,6 @@ MAX_LIMIT = 500
 request hold a worker."""
 MULTI_COUNTRY_LISTED = 20
 """How many multi-country activities a summary lists by name; the count covers all of them."""
-FIRST_YEAR, LAST_YEAR = 1990, 2100
 STATUSES = ("active", "withdrawn")
 
 _COUNTRY_NOTE = (

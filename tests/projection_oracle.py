@@ -81,7 +81,7 @@ def _contributions(fields: dict[str, Any]) -> list[tuple[dict[str, Any], str, in
 
 
 def expected_rollups(activities: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Every rollup table's rows, as the counting rules of DESIGN.md define them."""
+    """Every rollup table's rows, as the counting rules of docs/design.md define them."""
     tables: dict[str, list[dict[str, Any]]] = {}
     for table, keys in ROLLUPS.items():
         rows: dict[tuple[Any, ...], dict[str, Any]] = {}

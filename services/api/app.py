@@ -8,7 +8,8 @@ a page of activities or provenance is written as it is read, with ``X-Next-Curso
 ``?min_sequence=N`` waits, bounded, until the projection has applied N (read-your-writes), else
 503 with ``Retry-After``. A query parameter a route does not know is refused, so that a typo
 never silently widens an answer. Errors become status codes in one place,
-:data:`EXCEPTION_HANDLERS`, with a body ``{code, message, field}`` as intake's replies have.
+:data:`EXCEPTION_HANDLERS`, which reads the ledger's errors' status and code from the one error
+table (:mod:`services.errors`), with a body ``{code, message, field}`` as intake's replies have.
 
 The history of an activity is read from the stream, so it needs a NATS connection; without one
 (a read-only file server) that route answers 503 and says so. OpenAPI is served as JSON at
@@ -35,7 +36,8 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Operation
 from litestar.params import FromPath, FromQuery, PathParameter, QueryParameter
 
-from events.errors import ActivityNotFoundError
+from events.errors import LedgerError
+from events.reference import FIRST_YEAR, LAST_YEAR
 from events.store import EventStore
 from projections import queries
 from projections.answers import (
@@ -50,13 +52,15 @@ from projections.answers import (
     Status,
     Summary,
 )
-from projections.errors import BadParameterError, NotYetError, QueryError, UnknownKeyError
+from projections.errors import BadParameterError, NotYetError
 from replay.history import HistoryEntry, activity_history
+from services.api.asyncapi import asyncapi_router
 from services.api.auth import SecureHeaders
 from services.api.dashboard import dashboard_router
 from services.api.dashboard.downloads import csv_response
 from services.api.read_model import DEFAULT_KEPT, DEFAULT_WAIT, ReadModel
 from services.api.tables import to_csv
+from services.errors import answer_for, field_of
 
 __all__ = ["EXCEPTION_HANDLERS", "ErrorBody", "History", "create_app"]
 
@@ -98,18 +102,12 @@ def _error(status: int, code: str, message: str, field: str = "", **headers: str
     )
 
 
-def _on_query_error(_: Request, exc: QueryError) -> Response:
-    if isinstance(exc, UnknownKeyError):
-        return _error(404, "unknown", str(exc), exc.parameter)
-    return _error(400, "invalid", str(exc), exc.parameter)
-
-
-def _on_not_yet(_: Request, exc: NotYetError) -> Response:
-    return _error(503, "unavailable", str(exc), **{"Retry-After": "1"})
-
-
-def _on_not_found(_: Request, exc: ActivityNotFoundError) -> Response:
-    return _error(404, "unknown", str(exc), "activity_id")
+def _on_ledger_error(request: Request, exc: LedgerError) -> Response:
+    # The status, code and headers are the error's row of the one table (services.errors).
+    answer = answer_for(exc)
+    if answer.internal:
+        return _on_unexpected(request, exc)
+    return _error(answer.status, answer.code, str(exc), field_of(exc), **answer.headers)
 
 
 _MISSING = re.compile(r"Missing required \w+ parameter '(\w+)'")
@@ -141,9 +139,9 @@ def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
-    QueryError: _on_query_error,
-    NotYetError: _on_not_yet,
-    ActivityNotFoundError: _on_not_found,
+    # The ledger's errors, through the one table; the dashboard's router registers the same
+    # classes, so that none of its errors falls through to one of these JSON answers.
+    LedgerError: _on_ledger_error,
     ValidationException: _on_validation,
     HTTPException: _on_http,
     Exception: _on_unexpected,
@@ -174,7 +172,7 @@ _ERRORS = {
 
 _COMMON = frozenset({"min_sequence"})
 
-Year = Annotated[int | None, QueryParameter(ge=queries.FIRST_YEAR, le=queries.LAST_YEAR)]
+Year = Annotated[int | None, QueryParameter(ge=FIRST_YEAR, le=LAST_YEAR)]
 MinSequence = Annotated[
     int,
     QueryParameter(ge=0, description="Wait (a few seconds at most) until this sequence is applied"),
@@ -269,7 +267,9 @@ async def years(
 @_route("/v1/years/{year:str}")
 async def year(
     request: Request,
-    year: Annotated[str, PathParameter(pattern=r"^(199[0-9]|20[0-9][0-9]|2100)$")],
+    # Four digits here; the range (FIRST_YEAR..LAST_YEAR) is year_summary's check, as for the
+    # dashboard's year page, so that no pattern restates the bounds.
+    year: Annotated[str, PathParameter(pattern=r"^[0-9]{4}$")],
     min_sequence: MinSequence = 0,
 ) -> Summary:
     """One year: totals, multi-country activities, by country and by programme."""
@@ -477,6 +477,8 @@ def create_app(
             healthz,
             # The dashboard's pages share this app, its read model and its query functions.
             dashboard_router(),
+            # The NATS interface's AsyncAPI document, JSON and HTML; not in the OpenAPI schema.
+            asyncapi_router(),
         ],
         before_request=_check_query,
         exception_handlers=EXCEPTION_HANDLERS,

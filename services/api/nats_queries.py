@@ -28,11 +28,13 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from events.errors import LedgerError
 from events.store import EventStore
 from projections import queries
 from projections.db import live_path
-from projections.errors import NotYetError, QueryError, UnknownKeyError
+from projections.errors import UnknownKeyError
 from services.api.read_model import ReadModel
+from services.errors import answer_for, field_of
 from services.infra.credentials import users_path
 from services.infra.replies import ReplyGuard
 from services.infra.stack import Ledger
@@ -129,21 +131,22 @@ class _Error(msgspec.Struct, frozen=True):
 
 
 def _error_for(exc: Exception) -> _Error:
-    """The reply to a refused request: the one place where NATS answers map errors."""
-    match exc:
-        case UnknownKeyError():
-            return _Error("unknown", str(exc), exc.parameter)
-        case QueryError():
-            return _Error("invalid", str(exc), exc.parameter)
-        case NotYetError():
-            return _Error("unavailable", str(exc))
-        case msgspec.ValidationError() | msgspec.DecodeError():
-            # msgspec's message ends with the path, e.g. "... - at `$.year`".
-            text = str(exc)
-            field = text.rpartition("$.")[2].rstrip("`") if "$." in text else ""
-            if "unknown field" in text:
-                field = text.split("`")[1] if "`" in text else field
-            return _Error("invalid", f"{field}: {text}" if field else text, field)
+    """The reply to a refused request.
+
+    The ledger's errors are answered by their row of the one error table
+    (:mod:`services.errors`); a request msgspec cannot decode is ``invalid``.
+    """
+    if isinstance(exc, LedgerError):
+        answer = answer_for(exc)
+        if not answer.internal:
+            return _Error(answer.code, str(exc), field_of(exc))
+    elif isinstance(exc, msgspec.ValidationError | msgspec.DecodeError):
+        # msgspec's message ends with the path, e.g. "... - at `$.year`".
+        text = str(exc)
+        field = text.rpartition("$.")[2].rstrip("`") if "$." in text else ""
+        if "unknown field" in text:
+            field = text.split("`")[1] if "`" in text else field
+        return _Error("invalid", f"{field}: {text}" if field else text, field)
     _log.exception("query failed", exc_info=exc)
     return _Error("internal", "the query failed; the server's log has the details")
 

@@ -31,6 +31,7 @@ import uvicorn
 from events.errors import LedgerError
 from events.store import EventStore
 from projections.db import ensure_live, live_path
+from services.api.app import create_app
 from services.api.auth import SECURITY_HEADERS, check_bind_host, require_token
 from services.infra.credentials import Credentials
 from services.infra.stack import Ledger, connect
@@ -207,8 +208,6 @@ class ApiServer:
         """A ``ledger up`` component serving the data directory's live projection."""
 
         async def run(ledger: Ledger, stop: asyncio.Event) -> None:
-            from services.api.app import create_app
-
             live = live_path(ledger.settings.data_dir)
             ensure_live(live)
             # History reads the stream as the query role, which may read and nothing more.
@@ -227,8 +226,6 @@ async def serve_file(
     :param nats_url: a NATS server for the history route; without it history answers 503.
     :param creds: the credentials to read history with, when the server requires them.
     """
-    from services.api.app import create_app
-
     if not Path(db).exists():
         raise FileNotFoundError(f"no projection at {db}; give the file an as-of replay wrote")
     stop = asyncio.Event()

@@ -1,7 +1,7 @@
 """Flattening answers into CSV: one column per field, one ``metric.NAME`` column per figure.
 
-The column names follow the import's CSV layout (README, "CSV layout"): ``metric.people_trained``
-for a figure, ``countries`` as ``KAZ:60;UZB:40``, lists joined by ``;``.
+The column names follow the import's CSV layout (docs/offices.md, "CSV layout"):
+``metric.people_trained`` for a figure, ``countries`` as ``KAZ:60;UZB:40``, lists joined by ``;``.
 
 Every CSV the ledger writes goes through :func:`csv_lines`, which neutralises text that a
 spreadsheet would run as a formula (:func:`neutralise`). Long lists are written by

@@ -12,8 +12,19 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from events.keys import load_registry
+from projections.db import live_path
+from replay.archive import ImportRules, export_log, manifest_path
+from replay.archive import import_log as load_archive
+from replay.asof import replay_as_of
+from replay.diff import diff as diff_figures
+from replay.history import activity_history
+from replay.progress import ProgressReporter
+from replay.verify import verify as verify_ledger
 from services.cli.context import run_async, settings_of
 from services.cli.exit_codes import ExitCode
+from services.infra.office_keys import create_office_key, ledger_seed, registry_path, seed_path
+from services.infra.stack import open_ledger
 
 __all__ = ["diff", "export", "history", "import_log", "keys", "replay", "verify"]
 
@@ -60,8 +71,6 @@ def history(ctx: click.Context, activity_id: str, as_json: bool) -> None:
 
     Example: ledger history P030-KAZ-TRAINING
     """
-    from replay.history import activity_history
-    from services.infra.stack import open_ledger
 
     async def _history() -> list[Any]:
         async with open_ledger(settings_of(ctx)) as ledger:
@@ -110,8 +119,6 @@ def replay(ctx: click.Context, as_of: dt.datetime | None, until_seq: int | None,
 
     Example: ledger replay --as-of 2021-06-30T00:00:00Z --out asof.db
     """
-    from replay.asof import replay_as_of
-    from services.infra.stack import open_ledger
 
     async def _replay() -> Any:
         async with open_ledger(settings_of(ctx)) as ledger:
@@ -143,8 +150,6 @@ def diff(
 
     Example: ledger diff --from 2021-01-01 --to 2021-06-30 --country KAZ
     """
-    from replay.diff import diff as diff_figures
-    from services.infra.stack import open_ledger
 
     async def _diff() -> list[Any]:
         async with open_ledger(settings_of(ctx)) as ledger:
@@ -201,12 +206,6 @@ def verify(
 
     Example: ledger verify
     """
-    from events.keys import load_registry
-    from projections.db import live_path
-    from replay.progress import ProgressReporter
-    from replay.verify import verify as verify_ledger
-    from services.infra.office_keys import registry_path
-    from services.infra.stack import open_ledger
 
     settings = settings_of(ctx)
     keys = load_registry(registry or registry_path(settings.data_dir))
@@ -269,10 +268,6 @@ def export(ctx: click.Context, out: Path) -> None:
 
     Example: ledger export --out ledger.jsonl.gz
     """
-    from replay.archive import export_log, manifest_path
-    from replay.progress import ProgressReporter
-    from services.infra.office_keys import ledger_seed
-    from services.infra.stack import open_ledger
 
     settings = settings_of(ctx)
     seed = ledger_seed(settings.data_dir)
@@ -381,12 +376,6 @@ def import_log(
 
     Example: ledger --data-dir restored import-log ledger.jsonl.gz --expect-key UABC...
     """
-    from events.keys import load_registry
-    from replay.archive import ImportRules
-    from replay.archive import import_log as load_archive
-    from replay.progress import ProgressReporter
-    from services.infra.office_keys import registry_path
-    from services.infra.stack import open_ledger
 
     settings = settings_of(ctx)
     keys_file = registry or registry_path(settings.data_dir)
@@ -437,7 +426,6 @@ def keys_new(ctx: click.Context, office: str, replace: bool) -> None:
 
     Example: ledger keys new KAZ
     """
-    from services.infra.office_keys import create_office_key, registry_path, seed_path
 
     settings = settings_of(ctx)
     public = create_office_key(settings.data_dir, office, replace=replace)

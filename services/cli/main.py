@@ -1,7 +1,8 @@
 """The ``ledger`` command: one click group, shared options, and errors mapped to exit codes once.
 
 Each command is a thin adapter: it parses flags, calls one library function, and prints. The
-commands live in ``services/cli/commands/``, one module per user (stack, office, reader, auditor).
+commands live beside this module, one module per user (stack, office, reader, auditor), and
+``commands.py`` lists them.
 """
 
 from __future__ import annotations
@@ -10,61 +11,46 @@ from typing import Any
 
 import click
 
-from events.errors import (
-    ActivityNotFoundError,
-    ActivityWithdrawnError,
-    Conflict,
-    EventDecodeError,
-    InvalidEventError,
-    LedgerError,
-    StreamConfigError,
-    TooManyReadersError,
-)
-from projections.errors import QueryError, UnknownKeyError
-from replay.archive import ArchiveRejectedError
+from events.error_kinds import ErrorKind
+from events.errors import LedgerError
+from services import errors
+from services.api.app import HistoryUnavailableError
 from services.api.auth import PublicBindError, TokenRequiredError
+from services.api.server import PortInUseError
 from services.cli.commands import COMMANDS
 from services.cli.exit_codes import ExitCode
-from services.client.errors import ForbiddenError, IntakeUnavailableError
+from services.client.errors import ForbiddenError, IntakeUnavailableError, VersionConflict
+from services.client.importer import BadImportFileError, ImportRejectedError
 from services.infra.config import Settings
-from services.infra.credentials import CredentialsError
-from services.infra.runtime import AlreadyRunningError
-from services.infra.stack import ConnectionFailedError
-from services.infra.violations import PermissionDeniedError
 
-__all__ = ["exit_code_for", "main"]
+__all__ = ["KINDS", "exit_code_for", "main"]
 
 
-_EXIT_CODES: list[tuple[type[BaseException], ExitCode]] = [
-    (AlreadyRunningError, ExitCode.NOT_RUNNING),
-    (IntakeUnavailableError, ExitCode.NOT_RUNNING),
-    (ForbiddenError, ExitCode.REFUSED),
-    (PermissionDeniedError, ExitCode.REFUSED),
-    (CredentialsError, ExitCode.INVALID),
-    (ConnectionFailedError, ExitCode.UNREACHABLE),
-    (Conflict, ExitCode.CONFLICT),
-    (ActivityNotFoundError, ExitCode.NOT_FOUND),
-    (UnknownKeyError, ExitCode.NOT_FOUND),
-    (QueryError, ExitCode.INVALID),
-    (InvalidEventError, ExitCode.INVALID),
-    (EventDecodeError, ExitCode.INVALID),
-    (ActivityWithdrawnError, ExitCode.REFUSED),
-    (StreamConfigError, ExitCode.REFUSED),
-    (TooManyReadersError, ExitCode.NOT_RUNNING),
-    (ArchiveRejectedError, ExitCode.INVALID),
-    (TokenRequiredError, ExitCode.INSECURE),
-    (PublicBindError, ExitCode.USAGE),
-    (FileNotFoundError, ExitCode.NOT_FOUND),
-    (LedgerError, ExitCode.FAILED),
-]
+KINDS: dict[type[BaseException], ErrorKind] = {
+    **errors.KINDS,
+    # The errors of the API's and the client's rooms: the CLI is the one room that may import
+    # both, and the only edge that meets them (the API answers HistoryUnavailableError by its
+    # parent's row, the same).
+    HistoryUnavailableError: ErrorKind.NOT_READY,
+    PublicBindError: ErrorKind.USAGE,
+    TokenRequiredError: ErrorKind.INSECURE,
+    PortInUseError: ErrorKind.FAILED,
+    ForbiddenError: ErrorKind.REFUSED,
+    IntakeUnavailableError: ErrorKind.UNAVAILABLE,
+    VersionConflict: ErrorKind.CONFLICT,
+    BadImportFileError: ErrorKind.INVALID,
+    ImportRejectedError: ErrorKind.FAILED,
+}
+"""The kind of every error class of the project: :data:`services.errors.KINDS` and the rest."""
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
-    """The exit code that stands for an error."""
-    for kind, code in _EXIT_CODES:
-        if isinstance(exc, kind):
-            return code
-    return ExitCode.FAILED
+    """The exit code that stands for an error.
+
+    It is the error's row of the one error table (:mod:`services.errors`), so the CLI, the API
+    and intake agree on what an error is; :attr:`ExitCode.FAILED` for an error not in it.
+    """
+    return errors.answer_for(exc, KINDS).exit
 
 
 class _LedgerGroup(click.Group):

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import click
 import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from events.commands import Accepted
 from events.decisions import split_validation_error
@@ -280,8 +282,6 @@ async def _import(
     max_line_bytes: int,
     csv_format: bool | None,
 ) -> ImportSummary:
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     console = Console(stderr=True)
 

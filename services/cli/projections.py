@@ -9,7 +9,10 @@ from typing import Any
 import click
 import msgspec
 
+from projections.db import live_path, open_reader, resolve
+from replay.rebuild import rebuild as rebuild_projections
 from services.cli.context import run_async, settings_of
+from services.infra.stack import open_ledger
 
 __all__ = ["projection_status", "rebuild", "status"]
 
@@ -19,7 +22,6 @@ def projection_status(live: Path, last_sequence: int) -> list[dict[str, Any]]:
 
     :param live: the live projection path; no file there gives an empty list.
     """
-    from projections.db import open_reader, resolve
 
     if not resolve(live).exists():
         return []
@@ -53,8 +55,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     Example: ledger status --json
     """
-    from projections.db import live_path
-    from services.infra.stack import open_ledger
 
     settings = settings_of(ctx)
 
@@ -102,9 +102,6 @@ def rebuild(ctx: click.Context, batch_size: int, progress: bool | None) -> None:
 
     Example: ledger rebuild
     """
-    from projections.db import live_path
-    from replay.rebuild import rebuild as rebuild_projections
-    from services.infra.stack import open_ledger
 
     settings = settings_of(ctx)
 

@@ -17,6 +17,10 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from projections.answers import ActivityItem, Cell, ProvenanceItem
+from projections.db import live_path, open_reader
+from projections.queries import country_summary, list_activities, programme_summary, year_summary
+from projections.queries import provenance as provenance_of
 from services.api.tables import to_rows
 from services.cli.context import settings_of
 
@@ -41,7 +45,6 @@ def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run(ctx: click.Context, db: Path | None, call: Callable[[Any], Any]) -> Any:
-    from projections.db import live_path, open_reader
 
     conn = open_reader(db or live_path(settings_of(ctx).data_dir))
     try:
@@ -88,7 +91,6 @@ def _as_of(console: Console, answer: Any) -> None:
 
 
 def _render_summary(console: Console, summary: Any) -> None:
-    from projections.answers import Cell
 
     label = " ".join(
         str(part)
@@ -133,7 +135,6 @@ def country_command(
 
     Example: ledger query country Kazakhstan --json
     """
-    from projections.queries import country_summary
 
     answer = _run(ctx, db, lambda conn: country_summary(conn, country, year=year))
     _print(answer, as_json, _render_summary)
@@ -151,7 +152,6 @@ def programme_command(
 
     Example: ledger query programme GPCC
     """
-    from projections.queries import programme_summary
 
     answer = _run(ctx, db, lambda conn: programme_summary(conn, programme, year=year))
     _print(answer, as_json, _render_summary)
@@ -166,7 +166,6 @@ def year_command(ctx: click.Context, year: int, db: Path | None, as_json: bool) 
 
     Example: ledger query year 2020
     """
-    from projections.queries import year_summary
 
     _print(_run(ctx, db, lambda conn: year_summary(conn, year)), as_json, _render_summary)
 
@@ -188,8 +187,6 @@ def activities(ctx: click.Context, db: Path | None, as_json: bool, **filters: An
 
     Example: ledger activities --country KAZ --q training --limit 20
     """
-    from projections.answers import ActivityItem
-    from projections.queries import list_activities
 
     answer = _run(ctx, db, lambda conn: list_activities(conn, **filters))
 
@@ -217,8 +214,6 @@ def provenance(ctx: click.Context, db: Path | None, as_json: bool, **key: Any) -
 
     Example: ledger provenance --country KAZ --metric people_trained
     """
-    from projections.answers import ProvenanceItem
-    from projections.queries import provenance as provenance_of
 
     answer = _run(ctx, db, lambda conn: provenance_of(conn, **key))
 

@@ -8,8 +8,16 @@ from pathlib import Path
 import click
 
 from projections.db import live_path
+from services.api.auth import (
+    TOKEN_VARIABLE,
+    PublicBindError,
+    TokenRequiredError,
+    check_bind_host,
+)
+from services.api.server import ApiServer, serve_file
 from services.bootstrap import run_stack, stack_components
 from services.cli.context import run_async, settings_of
+from services.cli.demo import run_demo
 from services.cli.exit_codes import ExitCode
 from services.infra.access import credentials_for
 from services.infra.runtime import Runtime
@@ -66,13 +74,6 @@ def up(
 
     Example: ledger --data-dir .ledger up --port 8080
     """
-    from services.api.auth import (
-        TOKEN_VARIABLE,
-        PublicBindError,
-        TokenRequiredError,
-        check_bind_host,
-    )
-    from services.api.server import ApiServer, serve_file
 
     settings = settings_of(ctx)
     token = (os.environ.get(TOKEN_VARIABLE) or "").strip() or None
@@ -130,8 +131,6 @@ def demo(ctx: click.Context, no_serve: bool, host: str, port: int) -> None:
 
     Example: ledger demo --no-serve
     """
-    from services.api.auth import PublicBindError, check_bind_host
-    from services.cli.demo import run_demo
 
     # The demo serves without a token, so this machine only; `ledger up --public` serves others.
     try:

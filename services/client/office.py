@@ -72,6 +72,12 @@ def default_actor() -> str:
     return os.environ.get("LEDGER_ACTOR") or getpass.getuser()
 
 
+NO_RESPONDERS_PATIENCE = 5.0
+"""Seconds a command is sent again while no intake listens at all: long enough for an intake
+to reconnect to another node (nats-py waits 2 s between attempts), short enough that an office
+without any intake running hears so within seconds."""
+
+
 class OfficeClient:
     """Sends one office's commands to intake and returns the accepted replies."""
 
@@ -265,7 +271,8 @@ class OfficeClient:
         subject = self._subject(command)
         data = encode_command(command)
         reason = "no answer"
-        deadline = time.monotonic() + self.patience
+        started = time.monotonic()
+        deadline = started + self.patience
         attempt = 0
         while attempt == 0 or time.monotonic() < deadline:
             if attempt:
@@ -278,6 +285,11 @@ class OfficeClient:
                     self.nc, self.nc.request(subject, data, timeout=self.timeout), [subject]
                 )
             except nats.errors.NoRespondersError:
+                # An intake whose connection is moving to another node (its node died, a
+                # leader election) has no subscription for a moment: wait that out, briefly.
+                if time.monotonic() - started < min(NO_RESPONDERS_PATIENCE, self.patience):
+                    reason = "no intake listening"
+                    continue
                 raise IntakeUnavailableError(
                     f"no intake service listens on {subject}; start the ledger with "
                     "`ledger up` (or check --nats-url)"

@@ -5,7 +5,7 @@ For development and for the cluster tests; production runs the same code against
 directory, a client port, a cluster port and a monitoring port. Every node lists every node's
 cluster port in its routes (a server skips the route to itself), so any node can restart and
 find the others. A stream with ``num_replicas=3`` then has a leader and two followers
-(NOTES.md, "Cluster on loopback").
+(docs/design.md, "Cluster on loopback").
 
 The nodes check credentials as the embedded server does: the users of a ledger data directory
 (``<ledger dir>/creds``, made by :func:`services.infra.credentials.ensure_users`), each with its

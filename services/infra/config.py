@@ -4,7 +4,7 @@
 starts the embedded one. ``LEDGER_DATA_DIR`` (or ``--data-dir``, default ``./.ledger``) holds the
 embedded server's store, the projections and ``runtime.json``. ``LEDGER_CREDS`` (or ``--creds``)
 names the NATS credentials to connect with; without it, a command uses the matching file of
-``<data dir>/creds/`` when there is one (README, "Security").
+``<data dir>/creds/`` when there is one (docs/security.md).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 It listens on 127.0.0.1 only, keeps its JetStream store under the data directory, and cannot
 outlive its parent. It runs in its own process group, so a Ctrl-C at the terminal reaches only
 the parent, which then stops it in order. ``PR_SET_PDEATHSIG`` makes the kernel send it SIGTERM
-when the parent dies without cleaning up, even by SIGKILL (NOTES.md: checked on this kind of
-machine).
+when the parent dies without cleaning up, even by SIGKILL (docs/design.md, "Orphaned
+servers": checked on this kind of machine).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A reply subject is chosen by whoever sent the request. ``msg.respond()`` publishes to it
 whatever it is, so a service that can write the stream would write wherever a sender pointed
 it: an office once stored intake's answer on another office's activity subject that way
-(NOTES.md, "Reply subjects are input"). Every service that answers requests asks
+(docs/design.md, "Reply subjects are input"). Every service that answers requests asks
 :class:`ReplyGuard` first and drops a request whose reply subject is not an inbox of a user it
 serves. The server holds the same line a second time: the users that answer may publish to
 those inboxes only (``services/infra/security.py``).

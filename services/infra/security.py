@@ -1,7 +1,7 @@
 """Who may do what: the ledger's roles as NATS users, and the server configuration that says so.
 
 Every user lives in one account, ``LEDGER``, with JetStream enabled, and gets only the subjects
-its role needs (README, "Security"). The server enforces them: a publish or subscription outside
+its role needs (docs/security.md). The server enforces them: a publish or subscription outside
 a user's permissions is dropped, and the client is told on its error callback.
 
 Each user other than the admin receives replies only on an inbox of its own,
@@ -10,7 +10,7 @@ the credentials alone (:func:`inbox_prefix_for`), so a client needs nothing else
 
 No user has ``allow_responses``. With it, nats-server lets a user publish once to the reply
 subject of any message it received, whatever its allow list says, so a service that could
-write the stream would write wherever a sender pointed its reply (NOTES.md, "Reply subjects
+write the stream would write wherever a sender pointed its reply (docs/design.md, "Reply subjects
 are input"). The services that answer requests therefore answer from users of their own
 (``intake-reply``, ``query``) that may publish to nothing but the inboxes of the users they
 answer, listed one by one, and the service checks each reply subject as well

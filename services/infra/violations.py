@@ -2,8 +2,8 @@
 
 A publish that breaks a user's permissions is dropped by nats-server; the requester would only
 see a timeout, while "Permissions Violation for Publish to ..." arrives on the connection's
-error callback (NOTES.md, "Permissions"). :class:`Violations` is that callback: it records each
-violation, and :func:`refused_or` races a request against them, so the caller gets
+error callback (docs/design.md, "Permissions"). :class:`Violations` is that callback: it records
+each violation, and :func:`refused_or` races a request against them, so the caller gets
 :class:`PermissionDeniedError` as soon as the server has said no.
 """
 

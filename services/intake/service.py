@@ -2,13 +2,13 @@
 
 A request-reply subscriber on ``<prefix>.intake.*`` in a queue group, so several instances
 share the load and each command reaches one of them. It is a plain nats-py subscription, not a
-FastStream one: on the same handler, FastStream 0.7.8's subscriber answered about 500
-commands/s whatever its ``max_workers``, against about 1,500/s for the subscription below
-(see the README's design notes). For each command it decodes
-once, loads the activity (not for a report: its expected sequence 0 already says "new"),
-decides with :func:`events.decisions.decide`, appends with the expected sequence and replies
-``Accepted`` or ``Rejected``. It never lets an error escape: anything unexpected, such as a
-lost NATS connection, becomes an ``unavailable`` reply that is safe to retry.
+FastStream one: on the same handler, FastStream 0.7.8 answered 0.11-0.34 of the requests/s of
+the subscription below (``python -m bench.transport``; docs/design.md, "Intake and the NATS
+queries are plain nats-py subscriptions"). For each
+command it decodes once, loads the activity (not for a report: its expected sequence 0 already
+says "new"), decides with :func:`events.decisions.decide`, appends with the expected sequence
+and replies ``Accepted`` or ``Rejected``. It never lets an error escape: anything unexpected,
+such as a lost NATS connection, becomes an ``unavailable`` reply that is safe to retry.
 
 Intake holds two connections. The commands arrive on the ``intake-reply`` user's, which may
 publish to the offices' inboxes and nowhere else; the events go out on the ``intake`` user's,

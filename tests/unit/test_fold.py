@@ -1,4 +1,10 @@
-"""The counting rules of DESIGN.md, one table of cases per rule, on the pure fold alone."""
+"""The counting rules of docs/design.md, one table of cases per rule, on the pure fold alone.
+
+The cases run the very functions the applier runs (live projector, rebuild and as-of replay):
+:func:`~projections.fold.fold_state` for each event, then
+:func:`~projections.fold.add_footprint` to take the activity's old footprint away and add its new
+one, without SQLite.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,8 @@ from projections.fold import (
     ROLLUP_KEYS,
     Bucket,
     FoldError,
-    add_deltas,
-    fold_event,
+    add_footprint,
+    fold_state,
     net_deltas,
 )
 from tests.factories import make_reported, make_revised, make_withdrawn, sealed
@@ -24,14 +30,19 @@ KAZ_UZB_SHARED = [CountryShare("KAZ", 60.0), CountryShare("UZB", 40.0)]
 
 
 def rows_after(payloads: list[Any], table: str, metric: str = "people_trained") -> list[dict]:
-    """Fold the payloads in order and return one rollup table's rows for one metric."""
+    """Fold the payloads in order and return one rollup table's rows for one metric.
+
+    Each event is applied as a batch of its own, as the live projector applies events that
+    come one at a time, so that every revision and withdrawal takes a footprint away.
+    """
     rows: dict[Bucket, list[int]] = {}
     states: dict[str, Any] = {}
     for sequence, payload in enumerate(payloads, start=1):
-        envelope = sealed(payload)
-        step = fold_event(states.get(payload.activity_id), envelope, sequence)
-        states[payload.activity_id] = step.after
-        add_deltas(rows, step.deltas)
+        before = states.get(payload.activity_id)
+        after = fold_state(before, sealed(payload), sequence)
+        states[payload.activity_id] = after
+        add_footprint(rows, before, -1)
+        add_footprint(rows, after, 1)
     keys = ROLLUP_KEYS[table]
     found = []
     for bucket, (micros, activities, multi) in net_deltas(rows).items():
@@ -285,10 +296,13 @@ def test_revision_moves_figures_from_old_to_new(revision, table, expected):
 
 
 def test_revision_that_changes_no_figure_has_no_deltas():
-    first = fold_event(None, sealed(make_reported()), 1)
-    step = fold_event(first.after, sealed(make_revised(title="Renamed")), 2)
-    assert step.deltas == {}
-    assert (step.after.version, step.after.last_sequence) == (2, 2)
+    first = fold_state(None, sealed(make_reported()), 1)
+    after = fold_state(first, sealed(make_revised(title="Renamed")), 2)
+    deltas: dict[Bucket, list[int]] = {}
+    add_footprint(deltas, first, -1)
+    add_footprint(deltas, after, 1)
+    assert net_deltas(deltas) == {}
+    assert (after.version, after.last_sequence) == (2, 2)
 
 
 # -- events that cannot follow the state -----------------------------------------------------------

@@ -1,7 +1,9 @@
 """The dashboard's refusals as HTML pages: the same errors and codes as the API, for people.
 
 The API answers JSON ``{code, message, field}``; a person who followed a bad link should see a
-page that says what was wrong and how to go on, so the dashboard's router maps errors here.
+page that says what was wrong and how to go on, so the dashboard's router maps errors here. The
+page, its status and its headers for one of the ledger's errors are the error's row of the one
+error table, :mod:`services.errors`, which the API reads too.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from events.errors import ActivityNotFoundError
-from projections.errors import NotYetError, QueryError, UnknownKeyError
+from events.errors import LedgerError
 from services.api.dashboard.render import Page, render
+from services.errors import answer_for, field_of
 
 __all__ = ["ERROR_PAGES"]
 
@@ -32,19 +34,12 @@ def _page(status: int, title: str, message: str, field: str = "") -> Response:
     )
 
 
-def _on_query_error(_: Request, exc: QueryError) -> Response:
-    if isinstance(exc, UnknownKeyError):
-        return _page(404, "Not found", str(exc), exc.parameter)
-    return _page(400, "Cannot show this page", str(exc), exc.parameter)
-
-
-def _on_not_found(_: Request, exc: ActivityNotFoundError) -> Response:
-    return _page(404, "Not found", str(exc), "activity_id")
-
-
-def _on_not_yet(_: Request, exc: NotYetError) -> Response:
-    response = _page(503, "Not ready yet", str(exc))
-    response.headers["Retry-After"] = "1"
+def _on_ledger_error(request: Request, exc: LedgerError) -> Response:
+    answer = answer_for(exc)
+    if answer.internal:
+        return _on_unexpected(request, exc)
+    response = _page(answer.status, answer.page.title, str(exc), field_of(exc))
+    response.headers.update(answer.headers)
     return response
 
 
@@ -70,9 +65,9 @@ def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 ERROR_PAGES: dict[type[Exception] | int, Any] = {
-    QueryError: _on_query_error,
-    ActivityNotFoundError: _on_not_found,
-    NotYetError: _on_not_yet,
+    # The same classes as the API's handlers: a router's handler overrides the app's only for
+    # the very class it names.
+    LedgerError: _on_ledger_error,
     ValidationException: _on_validation,
     HTTPException: _on_http,
     Exception: _on_unexpected,
