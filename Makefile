@@ -20,17 +20,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy events projections replay services
 	$(BIN)/python -m pytest
 
 # Lint and the unit tests only, no nats-server: the loop to run while editing (under 60 s).
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy events projections replay services
 	$(BIN)/python -m pytest tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy events projections replay services
 
 format: $(STAMP)
 	$(BIN)/ruff format .

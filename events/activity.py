@@ -62,7 +62,7 @@ def apply_event(
             raise InvalidEventError(
                 [FieldIssue("type", f"{envelope.type} before ActivityReported")]
             )
-        case ActivityRevised():
+        case ActivityRevised() if state is not None:
             return msgspec.structs.replace(
                 state,
                 activity=revise(state.activity, event.changes),
@@ -70,7 +70,7 @@ def apply_event(
                 last_sequence=sequence,
                 last_hash=envelope.hash,
             )
-        case ActivityWithdrawn():
+        case ActivityWithdrawn() if state is not None:
             return msgspec.structs.replace(
                 state,
                 withdrawn=True,
@@ -98,7 +98,8 @@ def check_can_revise(state: ActivityState, changes: ActivityChanges) -> Activity
     """
     if state.withdrawn:
         raise ActivityWithdrawnError(state.activity.activity_id)
-    effective = {
+    # Each value has its own field's type, as ActivityChanges takes it.
+    effective: dict[str, Any] = {
         name: value
         for name, value in changes.as_dict().items()
         if getattr(state.activity, name) != value

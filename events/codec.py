@@ -67,8 +67,10 @@ class Codec:
         self._types = event_types()
         self._upcasters = dict(upcasters or {})
         self._current = {name: SCHEMA_VERSION for name in self._types} | dict(current or {})
-        self._decoders = {
-            name: msgspec.json.Decoder(Envelope[cls]) for name, cls in self._types.items()
+        # mypy cannot check a generic parametrised by a class known only at run time.
+        self._decoders: dict[str, msgspec.json.Decoder[Envelope[Any]]] = {
+            name: msgspec.json.Decoder(Envelope[cls])  # type: ignore[valid-type]
+            for name, cls in self._types.items()
         }
         self._head = msgspec.json.Decoder(_Head)
 

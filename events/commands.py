@@ -86,13 +86,13 @@ class _Command(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, ta
     (:func:`events.integrity.content_hash`); required once the office has a registered key."""
 
 
-class ReportActivity(_Command, tag="report"):
+class ReportActivity(_Command, frozen=True, tag="report"):
     """Report a new activity."""
 
     activity: ActivityReported
 
 
-class ReviseActivity(_Command, tag="revise"):
+class ReviseActivity(_Command, frozen=True, tag="revise"):
     """Change some fields of an activity, saying why."""
 
     activity_id: Code
@@ -105,7 +105,7 @@ class ReviseActivity(_Command, tag="revise"):
     newer activity gives ``conflict`` instead of a silent overwrite."""
 
 
-class WithdrawActivity(_Command, tag="withdraw"):
+class WithdrawActivity(_Command, frozen=True, tag="withdraw"):
     """Withdraw an activity: it then counts nowhere, but stays in history."""
 
     activity_id: Code
@@ -113,7 +113,7 @@ class WithdrawActivity(_Command, tag="withdraw"):
     expected_version: int | None = None
 
 
-class DescribeActivity(_Command, tag="describe"):
+class DescribeActivity(_Command, frozen=True, tag="describe"):
     """Ask for an activity's events, to build (and sign) a revision against its current state.
 
     Answered with :class:`Described`; only the activity's own office may ask.

@@ -27,7 +27,8 @@ def new_key_pair() -> tuple[str, str]:
 
 def public_key_of(seed: str) -> str:
     """The public key that belongs to a seed."""
-    return nkeys.from_seed(seed.encode()).public_key.decode()
+    public_key: bytes = nkeys.from_seed(seed.encode()).public_key
+    return public_key.decode()
 
 
 def sign_hash(seed: str, event_hash: str) -> str:

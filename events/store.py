@@ -273,14 +273,19 @@ class EventStore:
             last = await self.js.get_last_msg(self.ns.stream, self.ns.activity_filter(activity_id))
         except nats.js.errors.NotFoundError:
             return []
+        last_seq = last.seq
+        # A message get always answers with the sequence and subject, but nats-py's
+        # RawStreamMsg declares every field optional.
+        assert last_seq is not None
         found: list[RawMessage] = []
         seq = 1
         while True:
             msg = (
                 last
-                if seq == last.seq
+                if seq == last_seq
                 else await self.js.get_msg(self.ns.stream, seq=seq, subject=last.subject, next=True)
             )
+            assert msg.seq is not None and msg.subject is not None
             found.append(
                 RawMessage(
                     sequence=msg.seq,
@@ -290,7 +295,7 @@ class EventStore:
                     data=msg.data or b"",
                 )
             )
-            if msg.seq >= last.seq:
+            if msg.seq >= last_seq:
                 return found
             seq = msg.seq + 1
 

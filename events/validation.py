@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 
 import msgspec
 
@@ -257,7 +258,7 @@ def _shown(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
-def _known(entries: dict[str, object], shown: int = 8) -> str:
+def _known(entries: Mapping[str, object], shown: int = 8) -> str:
     codes = sorted(entries)
     listed = ", ".join(codes[:shown])
     more = f" and {len(codes) - shown} more" if len(codes) > shown else ""

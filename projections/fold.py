@@ -107,12 +107,12 @@ def allocations(activity: ActivityReported) -> list[tuple[str, float | None]]:
     codes = [place.country for place in places]
     if len(set(codes)) != len(codes):
         raise FoldError(f"activity {activity.activity_id!r} names a country twice")
-    shares = [place.share for place in places]
-    if all(share is None for share in shares):
+    shares = [place.share for place in places if place.share is not None]
+    if not shares:
         if len(places) == 1:
             return [(codes[0], 100.0)]
         return [(code, None) for code in codes]
-    if any(share is None for share in shares):
+    if len(shares) != len(places):
         raise FoldError(f"activity {activity.activity_id!r} gives shares for only some countries")
     return [(code, float(share)) for code, share in zip(codes, shares, strict=True)]
 
@@ -155,6 +155,7 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
     # to_micros inlined: this runs for every metric of every activity of a rebuild.
     figures += [(metric, round(value * MICROS)) for metric, value in activity.metrics.items()]
     get = total.get
+    bucket: Bucket
     for metric, micros in figures:
         whole = sign * (MICROS if micros is None else micros)
         for bucket in (

@@ -87,7 +87,7 @@ def contributions(
         params,
     )
     bucket = (table, *key, metric)
-    found = []
+    found: list[Contribution] = []
     for activity_id, state, event_ids in rows:
         if limit is not None and len(found) >= limit:
             break

@@ -26,111 +26,37 @@ import datetime as dt
 import gzip
 import hashlib
 import io
-import os
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 
-from events.codec import DEFAULT_CODEC
-from events.envelope import Envelope
-from events.errors import EventDecodeError, LedgerError
-from events.keys import KeyRegistry
-from events.reference import load_reference
-from events.signing import public_key_of, sign_hash, signature_is_valid
+from events.signing import public_key_of
 from events.store import EventStore
-from events.subjects import Namespace, is_token
-from replay.chain import ChainChecker, Failure
+from replay.archive_check import (
+    ArchiveChecker,
+    ArchivedMessage,
+    ArchiveError,
+    ArchiveRejectedError,
+    CheckedLine,
+    ImportRules,
+)
+from replay.manifest import (
+    Manifest,
+    compare_with_manifest,
+    file_digest,
+    manifest_path,
+    read_manifest,
+    sign_manifest,
+    verify_manifest,
+    write_manifest,
+)
 
-__all__ = [
-    "DEFAULT_MAX_SIZE",
-    "MANIFEST_FORMAT",
-    "MAX_LINE",
-    "ArchiveChecker",
-    "ArchiveError",
-    "ArchiveRejectedError",
-    "ArchivedMessage",
-    "CheckedLine",
-    "ImportReport",
-    "ImportRules",
-    "Manifest",
-    "export_log",
-    "import_log",
-    "manifest_path",
-    "read_manifest",
-    "sign_manifest",
-    "verify_manifest",
-]
+__all__ = ["ImportReport", "export_log", "import_log"]
 
 Progress = Callable[[int], None]
-
-MAX_LINE = 1 << 20
-"""The longest line an import reads, newline left out: 1 MiB, what one NATS message holds."""
-DEFAULT_MAX_SIZE = 4 << 30
-"""The most an archive may decompress to, unless the importer allows more: 4 GiB."""
-MANIFEST_FORMAT = "activity-ledger-archive-manifest/1"
-_MAX_MANIFEST = 64 << 10
-"""A manifest is a few hundred bytes; anything much bigger is not one."""
-
-
-class ArchiveError(LedgerError):
-    """Raised when an archive cannot be read, fails its checks, or cannot be imported."""
-
-
-class ArchiveRejectedError(ArchiveError):
-    """Raised when the archive or its manifest breaks a rule: bad input, nothing written.
-
-    The message names the file, the line (when there is one), the field and what to do.
-    """
-
-    def __init__(self, where: str, line: int | None, field: str, message: str) -> None:
-        """
-        :param where: the file that broke the rule.
-        :param line: its line number, counted from 1; ``None`` for the file as a whole.
-        :param field: what on that line is wrong, e.g. ``event.signature``.
-        :param message: what is wrong and what to do about it.
-        """
-        self.where = where
-        self.line = line
-        self.field = field
-        self.reason = message
-        location = f"{where}:{line}" if line is not None else where
-        super().__init__(f"{location}: {field}: {message}")
-
-
-class ArchivedMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
-    """One stream message in an archive."""
-
-    sequence: int
-    time_ns: int
-    subject: str
-    event: msgspec.Raw = msgspec.Raw()
-    """The stored body, when it is JSON; empty otherwise."""
-    raw: str = ""
-    """Base64 of a stored body that is not JSON."""
-
-
-class Manifest(msgspec.Struct, frozen=True, kw_only=True):
-    """What an export wrote, signed by the exporting ledger."""
-
-    format: str = MANIFEST_FORMAT
-    count: int
-    first_sequence: int
-    """0 when the archive is empty, as is ``last_sequence``."""
-    last_sequence: int
-    sha256: str
-    """Hex SHA-256 of the archive file as written: the compressed bytes of a ``.gz``."""
-    created_at: str
-    """When the export finished, ISO 8601 UTC."""
-    prefix: str
-    """The exporting ledger's subject prefix; every line's subject starts with it."""
-    public_key: str
-    """The exporting ledger's Ed25519 public key (an nkey, ``U...``)."""
-    signature: str = ""
-    """The key's signature over the hex SHA-256 of :func:`_manifest_body`."""
 
 
 class ImportReport(msgspec.Struct, kw_only=True):
@@ -148,48 +74,7 @@ class ImportReport(msgspec.Struct, kw_only=True):
     """The key that signed the manifest; empty when the import went without one."""
 
 
-@dataclass(frozen=True)
-class ImportRules:
-    """What an import accepts.
-
-    :param registry: the importing ledger's key registry: an office with a key in it must have
-        signed every event, with one of its keys.
-    :param allow_non_events: carry over lines that are not ledger events (as old archives of
-        streams with such messages have), instead of refusing the archive.
-    :param max_line: the longest line, newline left out, in bytes.
-    :param max_size: the most the archive may hold once decompressed, in bytes.
-    :param offices: the office codes an event may name; the catalogue's by default.
-    """
-
-    registry: KeyRegistry
-    allow_non_events: bool = False
-    max_line: int = MAX_LINE
-    max_size: int = DEFAULT_MAX_SIZE
-    offices: frozenset[str] = field(
-        default_factory=lambda: frozenset(load_reference().offices), repr=False
-    )
-
-
-class CheckedLine(msgspec.Struct, frozen=True):
-    """One line that passed every check, ready to write."""
-
-    number: int
-    sequence: int
-    office: str
-    activity_id: str
-    envelope: Envelope[Any] | None
-    """The event; ``None`` for a message carried over that is not one."""
-    body: bytes = b""
-    """The stored bytes of a message that is not an event."""
-
-
 # -- export -------------------------------------------------------------------------------------
-
-
-def manifest_path(archive: Path) -> Path:
-    """Where the manifest of an archive is: ``<archive>.manifest.json`` beside it."""
-    archive = Path(archive)
-    return archive.with_name(archive.name + ".manifest.json")
 
 
 def _open_for_writing(path: Path, compressed: bool) -> IO[bytes]:
@@ -238,7 +123,7 @@ async def export_log(
             count=count,
             first_sequence=first,
             last_sequence=last,
-            sha256=_file_digest(partial),
+            sha256=file_digest(partial),
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             prefix=store.ns.prefix,
             public_key=public_key_of(seed),
@@ -246,7 +131,7 @@ async def export_log(
         seed,
     )
     partial.replace(out)
-    _write_atomically(manifest_path(out), msgspec.json.format(msgspec.json.encode(manifest)))
+    write_manifest(manifest_path(out), msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
 
 
@@ -256,310 +141,6 @@ def _is_json(data: bytes) -> bool:
     except msgspec.DecodeError:
         return False
     return True
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data + b"\n")
-    os.replace(tmp, path)
-
-
-# -- the manifest -------------------------------------------------------------------------------
-
-
-def _manifest_body(manifest: Manifest) -> bytes:
-    """The canonical bytes a manifest's signature covers: every field but the signature,
-    as JSON with sorted keys."""
-    body = msgspec.to_builtins(manifest)
-    body.pop("signature", None)
-    return msgspec.json.encode(body, order="sorted")
-
-
-def sign_manifest(manifest: Manifest, seed: str) -> Manifest:
-    """The manifest with its signature by the key of ``seed`` filled in.
-
-    :param manifest: the manifest; its ``public_key`` must belong to ``seed``.
-    :param seed: the exporting ledger's signing seed.
-    """
-    digest = hashlib.sha256(_manifest_body(manifest)).hexdigest()
-    return msgspec.structs.replace(manifest, signature=sign_hash(seed, digest))
-
-
-def verify_manifest(manifest: Manifest, where: str, expect_key: str | None = None) -> None:
-    """Check a manifest's format, signature and, when pinned, its key.
-
-    :param where: the manifest's file name, for the error.
-    :param expect_key: the only public key the exporting ledger may have.
-    :raises ArchiveRejectedError: naming the field that fails.
-    """
-    if manifest.format != MANIFEST_FORMAT:
-        raise ArchiveRejectedError(
-            where, None, "format", f"{manifest.format!r} is not {MANIFEST_FORMAT!r}"
-        )
-    digest = hashlib.sha256(_manifest_body(manifest)).hexdigest()
-    if not signature_is_valid(manifest.public_key, digest, manifest.signature):
-        raise ArchiveRejectedError(
-            where,
-            None,
-            "signature",
-            f"not a valid signature by {manifest.public_key or 'an empty key'}: the manifest "
-            "was altered or forged; ask the exporting ledger for a new export",
-        )
-    if expect_key is not None and manifest.public_key != expect_key.strip():
-        raise ArchiveRejectedError(
-            where,
-            None,
-            "public_key",
-            f"signed by {manifest.public_key}, not by the expected key {expect_key.strip()}: "
-            "the archive comes from another ledger; do not import it",
-        )
-
-
-def read_manifest(archive: Path) -> Manifest | None:
-    """The manifest beside ``archive``, or ``None`` when there is none.
-
-    :raises ArchiveRejectedError: for a file that is not a manifest.
-    """
-    path = manifest_path(archive)
-    try:
-        with open(path, "rb") as source:
-            data = source.read(_MAX_MANIFEST + 1)
-    except FileNotFoundError:
-        return None
-    if len(data) > _MAX_MANIFEST:
-        raise ArchiveRejectedError(
-            str(path), None, "size", f"longer than {_MAX_MANIFEST} bytes: not a manifest"
-        )
-    try:
-        return msgspec.json.decode(data, type=Manifest)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ArchiveRejectedError(
-            str(path), None, "manifest", f"not a manifest ({exc}); export the log again"
-        ) from None
-
-
-def _compare_with_manifest(
-    manifest: Manifest, where: str, checker: ArchiveChecker, digest: str
-) -> None:
-    """Whether the archive as read is the one the manifest describes."""
-    read = {
-        "sha256": digest,
-        "count": checker.count,
-        "first_sequence": checker.first,
-        "last_sequence": checker.last,
-    }
-    for name, actual in read.items():
-        stated = getattr(manifest, name)
-        if stated != actual:
-            raise ArchiveRejectedError(
-                where,
-                None,
-                name,
-                f"the manifest says {stated}, the archive has {actual}: the archive was changed "
-                "or cut after export; import the original file",
-            )
-
-
-# -- checking lines (pure) ----------------------------------------------------------------------
-
-_CHAIN_ADVICE = {
-    "hash": "the event was changed after it was sealed; import the original archive",
-    "prev": "an event of the activity is missing, moved or inserted; import the complete "
-    "original archive",
-    "signature": "the event is not its office's; do not import the archive, or import with "
-    "the key registry that holds the office's key (--registry)",
-    "subject": "the event was stored under another activity's subject",
-}
-
-_FIELD_OF_CHECK = {
-    "hash": "event.hash",
-    "prev": "event.prev",
-    "signature": "event.signature",
-    "subject": "subject",
-}
-
-
-class ArchiveChecker:
-    """Checks an archive's lines in order; nothing but the lines goes in, no I/O.
-
-    Each line must follow the one before it in sequence, carry a ledger event (or, when the
-    rules allow, a message that is not one) on the subject of its own office and activity id
-    under the archive's prefix, name a catalogued office and an id that is a subject token,
-    and pass the hash, ``prev`` and signature checks of :class:`~replay.chain.ChainChecker`.
-    """
-
-    def __init__(
-        self, rules: ImportRules, where: str, prefix: str | None = None, *, chain: bool = True
-    ) -> None:
-        """
-        :param rules: what the import accepts.
-        :param where: the archive's name, for errors.
-        :param prefix: the subject prefix every line must use (the manifest's); by default
-            the first line's.
-        :param chain: run the hash, ``prev`` and signature checks; only a reader that proves
-            its lines identical to lines already checked may leave them out.
-        """
-        self.rules = rules
-        self.where = where
-        self.prefix = prefix
-        self.chain = ChainChecker(rules.registry)
-        self.run_chain = chain
-        self.count = 0
-        self.first = 0
-        self.last = 0
-        self.non_events = 0
-
-    def refuse(self, number: int, field: str, message: str) -> ArchiveRejectedError:
-        """The error for one line: the caller raises it."""
-        return ArchiveRejectedError(self.where, number, field, message)
-
-    def check(self, number: int, message: ArchivedMessage) -> CheckedLine:
-        """Check one decoded line in the context of the lines before it.
-
-        :param number: the line's number in the file, from 1.
-        :raises ArchiveRejectedError: at the first rule the line breaks.
-        """
-        self._check_sequence(number, message.sequence)
-        namespace = self._namespace(number, message.subject)
-        envelope = self._event_of(number, message)
-        if envelope is None:
-            office, activity_id = self._check_carried_subject(number, namespace, message.subject)
-            self.non_events += 1
-            checked = CheckedLine(
-                number, message.sequence, office, activity_id, None, self._body_of(number, message)
-            )
-        else:
-            self._check_event(number, namespace, message, envelope)
-            checked = CheckedLine(
-                number, message.sequence, envelope.office, envelope.activity_id, envelope
-            )
-        self.count += 1
-        self.first = self.first or message.sequence
-        self.last = message.sequence
-        return checked
-
-    def _check_sequence(self, number: int, sequence: int) -> None:
-        if sequence < 1:
-            raise self.refuse(
-                number, "sequence", f"{sequence} is not a stream sequence (1 or more)"
-            )
-        if self.last and sequence != self.last + 1:
-            raise self.refuse(
-                number,
-                "sequence",
-                f"{sequence} follows {self.last}; the archive is incomplete or out of order: "
-                "import the complete original archive",
-            )
-
-    def _namespace(self, number: int, subject: str) -> Namespace:
-        prefix, separator, _ = subject.partition(".activity.")
-        if not separator or not prefix:
-            raise self.refuse(
-                number, "subject", f"{subject!r} is not an activity subject <prefix>.activity...."
-            )
-        if self.prefix is None:
-            self.prefix = prefix
-        elif prefix != self.prefix:
-            raise self.refuse(
-                number,
-                "subject",
-                f"{subject!r} is not under the archive's prefix {self.prefix!r}; an export "
-                "holds one ledger's subjects only",
-            )
-        return Namespace(prefix=prefix)
-
-    def _event_of(self, number: int, message: ArchivedMessage) -> Envelope[Any] | None:
-        """The line's event; ``None`` for a message that is not one and may be carried over."""
-        if message.event and message.raw:
-            raise self.refuse(number, "raw", "a line holds either an event or raw bytes, not both")
-        reason = "the message is not JSON (stored as raw base64)"
-        if message.event:
-            try:
-                return DEFAULT_CODEC.decode(bytes(message.event))
-            except EventDecodeError as exc:
-                reason = f"not a ledger event: {exc.reason}"
-        if not self.rules.allow_non_events:
-            raise self.refuse(
-                number,
-                "event",
-                f"{reason}. A ledger only stores events, so this line was not written by "
-                "one; for an old archive of a stream that held such messages, import with "
-                "--allow-non-events to carry them over unchanged",
-            )
-        return None
-
-    def _body_of(self, number: int, message: ArchivedMessage) -> bytes:
-        if message.event:
-            return bytes(message.event)
-        try:
-            return base64.b64decode(message.raw, validate=True)
-        except ValueError:
-            raise self.refuse(number, "raw", "not base64; export the log again") from None
-
-    def _check_identity(
-        self, number: int, office: str, activity_id: str, fields: tuple[str, str]
-    ) -> None:
-        """The office is catalogued and the id a subject token; ``fields`` name where each is."""
-        if office not in self.rules.offices:
-            raise self.refuse(
-                number,
-                fields[0],
-                f"unknown office {office[:80]!r}; only the offices of "
-                "events/reference/offices.json have events: do not import the archive",
-            )
-        if not is_token(activity_id):
-            raise self.refuse(
-                number,
-                fields[1],
-                f"{activity_id[:80]!r} is not a valid activity id (1-64 letters, digits, _ "
-                "or -), so no ledger stored it: do not import the archive",
-            )
-
-    def _check_carried_subject(
-        self, number: int, namespace: Namespace, subject: str
-    ) -> tuple[str, str]:
-        office, _, activity_id = subject.removeprefix(f"{namespace.prefix}.activity.").partition(
-            "."
-        )
-        self._check_identity(number, office, activity_id, ("subject", "subject"))
-        return office, activity_id
-
-    def _check_event(
-        self, number: int, namespace: Namespace, message: ArchivedMessage, event: Envelope[Any]
-    ) -> None:
-        self._check_identity(
-            number, event.office, event.activity_id, ("event.office", "event.payload.activity_id")
-        )
-        expected = namespace.activity(event.office, event.activity_id)
-        if message.subject != expected:
-            raise self.refuse(
-                number,
-                "subject",
-                f"{message.subject!r}, but the event is {event.office}/{event.activity_id} and "
-                f"belongs on {expected!r}: do not import the archive",
-            )
-        if not self.run_chain:
-            return
-        failures = self.chain.check(message.sequence, message.subject, event)
-        if failures:
-            raise self._chain_refusal(number, failures[0])
-
-    def _chain_refusal(self, number: int, failure: Failure) -> ArchiveRejectedError:
-        advice = _CHAIN_ADVICE.get(failure.check, "do not import the archive")
-        return self.refuse(
-            number,
-            _FIELD_OF_CHECK.get(failure.check, failure.check),
-            f"sequence {failure.sequence}, activity {failure.activity_id}: {failure.message}; "
-            f"{advice}",
-        )
 
 
 # -- reading (the I/O edge) ---------------------------------------------------------------------
@@ -652,7 +233,7 @@ class _ArchiveReader:
         decoder = msgspec.json.Decoder(ArchivedMessage)
         digesting = _Digesting(self._raw)
         buffered = io.BufferedReader(digesting, buffer_size=1 << 16)
-        source: IO[bytes] = buffered  # type: ignore[assignment]
+        source: IO[bytes] = buffered
         if self._compressed:
             source = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
         block: list[CheckedLine] = []
@@ -730,7 +311,7 @@ async def import_log(
             pass
         checked = first.checker
         if manifest:
-            _compare_with_manifest(manifest, where, checked, first.digest)
+            compare_with_manifest(manifest, where, checked, first.digest)
         # Into an empty stream every message lands at its archived sequence; into a non-empty
         # one (with force) they all shift by the same offset.
         offset = await store.last_sequence()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from events.envelope import utc_now
 from services.api.nats_queries import query_component
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Component", "run_stack", "stack_components"]
 
-Component = Callable[[Ledger, asyncio.Event], Awaitable[None]]
+Component = Callable[[Ledger, asyncio.Event], Coroutine[Any, Any, None]]
 """A long-running part of the stack: runs until the event is set, then returns."""
 
 
@@ -81,8 +81,9 @@ async def run_stack(
             await asyncio.gather(*tasks, return_exceptions=True)
             stopper.cancel()
             for task in done:
-                if task is not stopper and task.exception():
-                    raise task.exception()  # type: ignore[misc]
+                error = task.exception() if task is not stopper else None
+                if error:
+                    raise error
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

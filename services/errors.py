@@ -50,7 +50,7 @@ from projections.errors import BadParameterError, NotYetError, QueryError, Unkno
 from projections.fold import FoldError
 from projections.provenance import UnknownRollupError
 from projections.schema import OutdatedSchemaError
-from replay.archive import ArchiveError, ArchiveRejectedError
+from replay.archive_check import ArchiveError, ArchiveRejectedError
 from replay.asof import ReplayError
 from services.infra.credentials import CredentialsError
 from services.infra.embedded import EmbeddedNatsError

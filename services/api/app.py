@@ -54,7 +54,7 @@ from projections.answers import (
 )
 from projections.errors import BadParameterError, NotYetError
 from replay.history import HistoryEntry, activity_history
-from services.api.asyncapi import asyncapi_router
+from services.api.asyncapi_page import asyncapi_router
 from services.api.auth import SecureHeaders
 from services.api.dashboard import dashboard_router
 from services.api.dashboard.downloads import csv_response
@@ -227,7 +227,8 @@ async def countries(
 ) -> CellList:
     """Every country with activities, its totals per metric and counts."""
     answer = await _model(request).query(min_sequence, queries.list_countries, year)
-    return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer
+    # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
+    return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer  # type: ignore[return-value]
 
 
 @_route("/v1/countries/{country:str}", "year")
@@ -244,7 +245,8 @@ async def programmes(
 ) -> CellList:
     """Every programme with activities, its totals per metric and counts."""
     answer = await _model(request).query(min_sequence, queries.list_programmes, year)
-    return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer
+    # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
+    return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer  # type: ignore[return-value]
 
 
 @_route("/v1/programmes/{programme:str}", "year")
@@ -261,7 +263,8 @@ async def years(
 ) -> CellList:
     """Every year with activities, its totals per metric and counts."""
     answer = await _model(request).query(min_sequence, queries.list_years)
-    return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer
+    # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
+    return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer  # type: ignore[return-value]
 
 
 @_route("/v1/years/{year:str}")
@@ -306,7 +309,7 @@ async def activities(
     format: Format = "json",
 ) -> ActivityPage:
     """Activities matching every filter, by id, a page at a time (cursor pagination)."""
-    filters = {
+    filters: dict[str, Any] = {
         "country": country,
         "programme": programme,
         "year": year,
@@ -317,6 +320,7 @@ async def activities(
         "limit": limit,
     }
     if format == "csv":
+        # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
         return await csv_response(  # type: ignore[return-value]
             _model(request),
             lambda conn, after: queries.list_activities(conn, **filters, cursor=after or cursor),
@@ -375,8 +379,14 @@ async def provenance(
 
     The values of every page's items sum to ``total``.
     """
-    key = {"country": country, "programme": programme, "year": year, "metric": metric}
+    key: dict[str, Any] = {
+        "country": country,
+        "programme": programme,
+        "year": year,
+        "metric": metric,
+    }
     if format == "csv":
+        # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
         return await csv_response(  # type: ignore[return-value]
             _model(request),
             lambda conn, after: queries.provenance(

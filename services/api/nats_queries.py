@@ -53,29 +53,29 @@ class _Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=T
     min_sequence: int | None = None
 
 
-class _Listing(_Params):
+class _Listing(_Params, frozen=True):
     year: int | None = None
 
 
-class _Years(_Params):
+class _Years(_Params, frozen=True):
     pass
 
 
-class _Country(_Params):
+class _Country(_Params, frozen=True):
     country: str
     year: int | None = None
 
 
-class _Programme(_Params):
+class _Programme(_Params, frozen=True):
     programme: str
     year: int | None = None
 
 
-class _Year(_Params):
+class _Year(_Params, frozen=True):
     year: int
 
 
-class _Activities(_Params):
+class _Activities(_Params, frozen=True):
     country: str | None = None
     programme: str | None = None
     year: int | None = None
@@ -87,11 +87,11 @@ class _Activities(_Params):
     limit: int = queries.DEFAULT_LIMIT
 
 
-class _Activity(_Params):
+class _Activity(_Params, frozen=True):
     activity_id: str
 
 
-class _Provenance(_Params):
+class _Provenance(_Params, frozen=True):
     metric: str
     country: str | None = None
     programme: str | None = None

@@ -181,6 +181,8 @@ class ApiServer:
         """Serve ``app`` on the bound socket until ``stop`` is set."""
         if self._socket is None:
             self.bind()
+        sock = self._socket
+        assert sock is not None  # bind() sets it
         config = uvicorn.Config(
             require_token(app, self.token),
             lifespan="off",
@@ -197,7 +199,7 @@ class ApiServer:
 
         stopper = asyncio.create_task(stop_when_told())
         try:
-            await server.serve(sockets=[self._socket])
+            await server.serve(sockets=[sock])
         finally:
             stopper.cancel()
             if self._socket is not None:

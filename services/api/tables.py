@@ -159,9 +159,14 @@ class Snapshot(Protocol):
 class _Page(Protocol):
     """An answer that is one page of a list: an ActivityPage, a Provenance."""
 
-    as_of: AsOf
-    items: Sequence[msgspec.Struct]
-    next_cursor: str | None
+    # Read-only, as in the frozen Structs that are pages, so that a page's
+    # ``items: list[ActivityItem]`` is a ``Sequence[msgspec.Struct]``.
+    @property
+    def as_of(self) -> AsOf: ...
+    @property
+    def items(self) -> Sequence[msgspec.Struct]: ...
+    @property
+    def next_cursor(self) -> str | None: ...
 
 
 Fetch = Callable[[sqlite3.Connection, str | None], _Page]

@@ -14,11 +14,13 @@ from rich.table import Table
 
 from events.keys import load_registry
 from projections.db import live_path
-from replay.archive import ImportRules, export_log, manifest_path
+from replay.archive import export_log
 from replay.archive import import_log as load_archive
+from replay.archive_check import ImportRules
 from replay.asof import replay_as_of
 from replay.diff import diff as diff_figures
 from replay.history import activity_history
+from replay.manifest import manifest_path
 from replay.progress import ProgressReporter
 from replay.verify import verify as verify_ledger
 from services.cli.context import run_async, settings_of

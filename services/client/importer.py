@@ -35,6 +35,7 @@ from events.envelope import utc_now
 from events.errors import FieldIssue, InvalidEventError, LedgerError
 from events.model import ActivityReported
 from events.reference import load_reference
+from services.client.errors import IntakeUnavailableError
 from services.client.fields import parse_field
 from services.client.office import OfficeClient
 
@@ -321,8 +322,10 @@ async def import_file(
                     summary.already_present += 1
                 else:
                     summary.accepted += 1
-            else:
+            elif isinstance(reply, Rejected):
                 summary.rejections.append(_rejection(number, activity_id, reply))
+            else:
+                raise IntakeUnavailableError(f"unexpected answer to a report: {reply}")
     summary.rejections.sort(key=lambda r: r.line)
     return summary
 

@@ -144,14 +144,15 @@ class OfficeClient:
         :raises ActivityNotFoundError: when no such activity was reported.
         :raises ActivityWithdrawnError: when the activity was withdrawn.
         """
-        if isinstance(changes, ActivityChanges):
-            changes = msgspec.to_builtins(changes)
+        fields: dict[str, Any] = (
+            msgspec.to_builtins(changes) if isinstance(changes, ActivityChanges) else changes
+        )
         command = ReviseActivity(
             command_id=command_id or new_command_id(),
             issued_at=utc_now(),
             actor=self.actor,
             activity_id=activity_id,
-            changes=changes,
+            changes=fields,
             reason=reason,
             expected_version=expected_version,
         )
@@ -211,9 +212,10 @@ class OfficeClient:
             activity_id=activity_id,
         )
         reply = await self.request(ask)
-        if isinstance(reply, Described | Replies):
+        if isinstance(reply, Described):
             return reply
-        raise_for(reply, activity_id)
+        if isinstance(reply, Rejected):
+            raise_for(reply, activity_id)
         raise IntakeUnavailableError(f"unexpected answer to describe: {reply}")
 
     async def signed(self, command: Command) -> Command:
@@ -327,11 +329,10 @@ class OfficeClient:
         :raises IntakeUnavailableError: when intake stops answering; the commands not yet
             answered may or may not be stored, and sending them again is safe.
         """
-        Sent = list[tuple[T, Reply]]
 
-        async def send(group: list[tuple[T, Command]]) -> Sent:
+        async def send(group: list[tuple[T, Command]]) -> list[tuple[T, Reply]]:
             ready: list[tuple[T, Command]] = []
-            answered: Sent = []
+            answered: list[tuple[T, Reply]] = []
             for key, command in group:
                 try:
                     ready.append((key, await self.signed(command)))
@@ -342,9 +343,9 @@ class OfficeClient:
                 return answered
             for chunk in _within_batch_bytes(ready):
                 reply = None
-                if len(chunk) > 1:
-                    reports = ReportActivities(commands=[c for _, c in chunk])  # type: ignore[misc]
-                    reply = await self.request(reports)
+                reports = [c for _, c in chunk if isinstance(c, ReportActivity)]
+                if len(chunk) > 1 and len(reports) == len(chunk):
+                    reply = await self.request(ReportActivities(commands=reports))
                 if isinstance(reply, Replies):
                     answered += [(key, r) for (key, _), r in zip(chunk, reply.replies, strict=True)]
                 else:
@@ -354,7 +355,7 @@ class OfficeClient:
             return answered
 
         groups: dict[str, list[tuple[T, Command]]] = {}
-        pending: set[asyncio.Task[Sent]] = set()
+        pending: set[asyncio.Task[list[tuple[T, Reply]]]] = set()
         in_flight = max(1, window // max(batch, 1))
         try:
             for key, command in items:

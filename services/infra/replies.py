@@ -61,7 +61,9 @@ class ReplyGuard:
             add`` adds an office while intake runs); ``None`` for a server without users.
         """
         self.responder = responder
-        self._users = WatchedFile(users, load_users_file, []) if users is not None else None
+        self._users: WatchedFile[list[User]] | None = (
+            WatchedFile(users, load_users_file, []) if users is not None else None
+        )
         self._seen: list[User] | None = None
         self._by_office: dict[str | None, frozenset[str]] = {}
 

@@ -126,7 +126,8 @@ async def refused_or(nc: NATS, request: Awaitable[T], subjects: Iterable[str] = 
     task = asyncio.ensure_future(request)
     while True:
         waiter = violations._watch()
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[T] | asyncio.Future[PermissionDeniedError]] = {task, waiter}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             waiter.cancel()
             return task.result()

@@ -137,7 +137,7 @@ class Intake:
                 appends.append((index, decision))
                 replies.append(None)
             else:
-                replies.append(decision)  # type: ignore[arg-type]
+                replies.append(_report_reply(decision))
         outcomes = await self.store.append_many(
             [(decision.event, decision.expected_sequence) for _, decision in appends],
             find_duplicates=False,  # a refused report is loaded and decided again below
@@ -159,7 +159,7 @@ class Intake:
             *(self._reply_to_command(office, commands[index]) for index in again)
         )
         for index, reply in zip(again, answers, strict=True):
-            replies[index] = reply  # type: ignore[assignment]
+            replies[index] = _report_reply(reply)
         return Replies(replies=[reply for reply in replies if reply is not None])
 
     async def _reply_to_command(self, office: str, command: Command) -> Reply:
@@ -202,6 +202,13 @@ class Intake:
             version=loaded.version,
             sequence=loaded.last_sequence,
         )
+
+
+def _report_reply(reply: Reply) -> Accepted | Rejected:
+    """The reply to a report, which is never a description."""
+    if isinstance(reply, Accepted | Rejected):
+        return reply
+    raise TypeError(f"a report was answered with {type(reply).__name__}")
 
 
 def _activity_id(command: Command) -> str:

@@ -17,7 +17,8 @@ from events.keys import KeyRegistry
 from events.signing import new_key_pair, sign_hash
 from events.store import EventStore
 from events.subjects import Namespace
-from replay.archive import ArchiveError, ImportRules, export_log, import_log
+from replay.archive import export_log, import_log
+from replay.archive_check import ArchiveError, ImportRules
 from replay.chain import ChainChecker, Failure
 from replay.history import FieldChange, activity_history
 from tests.factories import make_reported, make_revised, make_withdrawn, sealed

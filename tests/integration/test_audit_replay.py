@@ -16,7 +16,8 @@ from events.signing import new_key_pair
 from events.store import EventStore
 from events.subjects import Namespace
 from projections.db import live_path, open_reader, open_writer
-from replay.archive import ImportRules, export_log, import_log
+from replay.archive import export_log, import_log
+from replay.archive_check import ImportRules
 from replay.asof import replay_as_of
 from replay.diff import diff
 from replay.rebuild import rebuild

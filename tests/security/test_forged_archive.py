@@ -34,18 +34,16 @@ from events.keys import KeyRegistry
 from events.model import CountryShare
 from events.signing import new_key_pair, public_key_of, sign_hash
 from events.store import EventStore
-from replay.archive import (
+from replay.archive import import_log
+from replay.archive_check import (
     MAX_LINE,
     ArchiveChecker,
     ArchivedMessage,
     ArchiveError,
     ArchiveRejectedError,
     ImportRules,
-    Manifest,
-    import_log,
-    manifest_path,
-    sign_manifest,
 )
+from replay.manifest import Manifest, manifest_path, sign_manifest
 from services.cli.exit_codes import ExitCode
 from services.cli.main import main
 from services.infra.config import Settings

@@ -34,7 +34,7 @@ from events.errors import (
 )
 from projections.errors import BadParameterError, NotYetError, UnknownKeyError
 from projections.schema import OutdatedSchemaError
-from replay.archive import ArchiveRejectedError
+from replay.archive_check import ArchiveRejectedError
 from services import errors
 from services.api.app import EXCEPTION_HANDLERS, HistoryUnavailableError
 from services.api.auth import PublicBindError, TokenRequiredError

@@ -153,7 +153,7 @@ async def provenance_csv(
     metric: FromQuery[str | None] = None,
 ) -> Stream:
     """Every activity and event that makes up one figure, as CSV (the page lists a page)."""
-    key = {
+    key: dict[str, Any] = {
         "country": _text(country),
         "programme": _text(programme),
         "year": parse_year(year),
@@ -205,7 +205,8 @@ async def summary_csv(
     elif scope == "programme":
         answer = await model.run(lambda conn: queries.programme_summary(conn, key, narrowed))
     else:
-        answer = await model.run(lambda conn: queries.year_summary(conn, narrowed))  # type: ignore[arg-type]
+        assert narrowed is not None  # the year scope has checked it
+        answer = await model.run(lambda conn: queries.year_summary(conn, narrowed))
     cells = getattr(answer, part)
     if cells is None:
         raise UnknownKeyError("part", f"a {scope} page has no list {part!r}")

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 from litestar import MediaType, Request, Response, get
 from litestar.params import FromPath, FromQuery, QueryParameter
@@ -195,6 +195,14 @@ def _list_links(
     }
 
 
+class _Breakdown(TypedDict):
+    """One breakdown of a summary page, as its template reads it."""
+
+    part: str
+    key: str
+    cells: list[Cell]
+
+
 def _summary_page(
     page: Page,
     summary: Summary,
@@ -215,7 +223,7 @@ def _summary_page(
     metrics = sorted(summary.totals)
     chosen = pick_metric(metric, metrics)
     keys = {"country": summary.country, "programme": summary.programme, "year": summary.year}
-    breakdowns = [
+    breakdowns: list[_Breakdown] = [
         {"part": part, "key": cell_key, "cells": getattr(summary, part) or []}
         for part, cell_key in parts
     ]
@@ -415,7 +423,7 @@ async def provenance(
     as_of_sequence: AsOfSequence = None,
 ) -> Response:
     """The activities and events that make up one figure, which their values sum to."""
-    key = {
+    key: dict[str, Any] = {
         "country": _blank(country),
         "programme": _blank(programme),
         "year": parse_year(year),
@@ -470,7 +478,7 @@ async def search(
     as_of_sequence: AsOfSequence = None,
 ) -> Response:
     """Full text over titles and summaries, with filters; a GET form, so results can be linked."""
-    filters = {
+    filters: dict[str, Any] = {
         "q": _blank(q),
         "country": _blank(country),
         "programme": _blank(programme),

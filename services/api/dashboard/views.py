@@ -7,9 +7,9 @@ Pure functions over :mod:`projections.answers` Structs; the figures themselves a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from projections.answers import Cell, CellList
+from projections.answers import AsOf, Cell, CellList
 from projections.errors import BadParameterError
 from services.api.dashboard.charts import Bar
 from services.api.dashboard.format import ACTIVITY_COUNT, format_number, metric_unit
@@ -25,12 +25,18 @@ __all__ = [
     "top_cells",
 ]
 
-T = TypeVar("T")
+
+class _Answer(Protocol):
+    @property
+    def as_of(self) -> AsOf: ...
+
+
+Answers = TypeVar("Answers", bound=tuple[_Answer, ...])
 
 _ATTEMPTS = 3
 
 
-def same_snapshot(read: Callable[[], T]) -> T:
+def same_snapshot(read: Callable[[], Answers]) -> Answers:
     """The answers of ``read`` once they all reflect one sequence.
 
     A page asks several queries, each in its own read transaction; if the projector commits
@@ -40,7 +46,7 @@ def same_snapshot(read: Callable[[], T]) -> T:
     """
     answers = read()
     for _ in range(_ATTEMPTS - 1):
-        if len({answer.as_of.sequence for answer in answers}) <= 1:  # type: ignore[attr-defined]
+        if len({answer.as_of.sequence for answer in answers}) <= 1:
             break
         answers = read()
     return answers
