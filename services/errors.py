@@ -52,6 +52,7 @@ from projections.provenance import UnknownRollupError
 from projections.schema import OutdatedSchemaError
 from replay.archive_check import ArchiveError, ArchiveRejectedError
 from replay.asof import ReplayError
+from replay.reader import ReaderError
 from services.infra.credentials import CredentialsError
 from services.infra.embedded import EmbeddedNatsError
 from services.infra.runtime import AlreadyRunningError
@@ -180,6 +181,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     ReplayError: ErrorKind.FAILED,
     ArchiveError: ErrorKind.FAILED,
     ArchiveRejectedError: ErrorKind.INVALID,
+    ReaderError: ErrorKind.UNREACHABLE,
     # services/infra
     AlreadyRunningError: ErrorKind.UNAVAILABLE,
     CredentialsError: ErrorKind.INVALID,

@@ -82,11 +82,15 @@ def inbox_prefix_for(public_key: str) -> str:
 def _replayer(ns: Namespace) -> list[str]:
     # What EventStore.read_raw takes: stream info (the last sequence) and an ordered consumer,
     # which is ephemeral and answers flow control on $JS.FC. The create subject without a
-    # consumer name refuses a durable name, so a reader cannot leave consumers behind.
+    # consumer name refuses a durable name, so a reader cannot leave consumers behind. The
+    # bulk reader (replay/reader.py) pulls from its ephemeral consumer: consumer names cannot
+    # be scoped, so a reader could also pull from a durable one, but it cannot acknowledge,
+    # and what it took is redelivered after the ack wait: a delay, never lost or changed data.
     stream = ns.stream
     return [
         f"$JS.API.STREAM.INFO.{stream}",
         f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
         f"$JS.FC.{stream}.>",
     ]
 
