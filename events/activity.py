@@ -6,7 +6,7 @@ loads an activity's events, folds them with :func:`apply_event`, asks the guards
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -16,13 +16,22 @@ from events.errors import ActivityWithdrawnError, FieldIssue, InvalidEventError
 from events.model import ActivityChanges, ActivityReported, ActivityRevised, ActivityWithdrawn
 
 __all__ = [
+    "STATUSES",
     "ActivityState",
+    "Status",
     "apply_event",
     "check_can_revise",
     "check_can_withdraw",
     "fold_activity",
     "revise",
 ]
+
+
+Status = Literal["active", "withdrawn"]
+"""An activity as the projections list it: counted, or withdrawn (kept in history only)."""
+
+STATUSES: tuple[Status, ...] = ("active", "withdrawn")
+"""Every status, in the order the interfaces offer them."""
 
 
 class ActivityState(Struct, frozen=True, kw_only=True):

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from events.activity import ActivityState, check_can_revise, check_can_withdraw, fold_activity
-from events.codec import encode
+from events.codec import decode, encode
 from events.commands import (
     Accepted,
     Command,
@@ -52,7 +52,7 @@ from events.limits import MAX_ISSUES, MAX_MESSAGE
 from events.model import ActivityChanges, ActivityReported, ActivityRevised, ActivityWithdrawn
 from events.reference import Reference, latest_year
 from events.signing import signature_is_valid
-from events.stored import LoadedActivity
+from events.stored import LoadedActivity, Recorded
 from events.validation import check_actor, check_reason, check_reported
 
 __all__ = [
@@ -161,6 +161,26 @@ def _describe(command: DescribeActivity, office: str, loaded: LoadedActivity) ->
         sequence=state.last_sequence,
         events=[msgspec.Raw(encode(r.event)) for r in loaded.events],
         sequences=[r.sequence for r in loaded.events],
+    )
+
+
+def loaded_from(described: Described, subject: str) -> LoadedActivity:
+    """The activity as intake described it, in the shape :func:`decide` takes.
+
+    The office decides a revision or withdrawal once, on this, to know the event it signs;
+    intake decides again on the stream itself, which is the decision that counts.
+
+    :param subject: the activity's stream subject, which a description leaves out.
+    """
+    return LoadedActivity(
+        [
+            Recorded(sequence=sequence, time=event.recorded_at, subject=subject, event=event)
+            for sequence, event in zip(
+                described.sequences,
+                (decode(bytes(raw)) for raw in described.events),
+                strict=True,
+            )
+        ]
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from events.activity import STATUSES
 from events.reference import FIRST_YEAR, LAST_YEAR, load_reference
 from projections.answers import (
     ActivityDetail,
@@ -67,7 +68,6 @@ MAX_LIMIT = 500
 request hold a worker."""
 MULTI_COUNTRY_LISTED = 20
 """How many multi-country activities a summary lists by name; the count covers all of them."""
-STATUSES = ("active", "withdrawn")
 
 _COUNTRY_NOTE = (
     "multi-country activities without shares are listed here but count in no single "

@@ -36,6 +36,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Operation
 from litestar.params import FromPath, FromQuery, PathParameter, QueryParameter
 
+from events.activity import Status as ActivityStatus
 from events.errors import LedgerError
 from events.reference import FIRST_YEAR, LAST_YEAR
 from events.store import EventStore
@@ -301,7 +302,7 @@ async def activities(
     year: Year = None,
     kind: FromQuery[str | None] = None,
     office: FromQuery[str | None] = None,
-    status: FromQuery[Literal["active", "withdrawn"] | None] = None,
+    status: FromQuery[ActivityStatus | None] = None,
     q: Annotated[str | None, QueryParameter(description="Words in title or summary")] = None,
     cursor: Annotated[str | None, QueryParameter(description="A page's next_cursor")] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=queries.MAX_LIMIT)] = queries.DEFAULT_LIMIT,

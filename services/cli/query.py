@@ -17,6 +17,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from events.activity import STATUSES
 from projections.answers import ActivityItem, Cell, ProvenanceItem
 from projections.db import live_path, open_reader
 from projections.queries import country_summary, list_activities, programme_summary, year_summary
@@ -176,7 +177,7 @@ def year_command(ctx: click.Context, year: int, db: Path | None, as_json: bool) 
 @click.option("--year", type=int, default=None)
 @click.option("--kind", default=None)
 @click.option("--office", default=None)
-@click.option("--status", type=click.Choice(["active", "withdrawn"]), default=None)
+@click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--q", "q", default=None, help="Words to find in the title or summary.")
 @click.option("--cursor", default=None, help="next_cursor of the previous page.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Page size, 1..500.")

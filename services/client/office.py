@@ -21,7 +21,6 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from events.codec import decode
 from events.commands import (
     Accepted,
     Command,
@@ -38,7 +37,7 @@ from events.commands import (
     decode_reply,
     encode_command,
 )
-from events.decisions import Append, decide, rejection_for
+from events.decisions import Append, decide, loaded_from, rejection_for
 from events.envelope import utc_now
 from events.errors import (
     ActivityNotFoundError,
@@ -52,7 +51,7 @@ from events.limits import MAX_BATCH_BYTES
 from events.model import ActivityChanges, ActivityReported
 from events.reference import load_reference
 from events.signing import sign_hash
-from events.stored import LoadedActivity, Recorded
+from events.stored import LoadedActivity
 from events.subjects import DEFAULT, Namespace
 from services.client.errors import ForbiddenError, IntakeUnavailableError, VersionConflict
 from services.infra.violations import refused_or
@@ -236,16 +235,7 @@ class OfficeClient:
         loaded = LoadedActivity([])
         if not isinstance(command, ReportActivity):
             described = await self.describe(command.activity_id)
-            loaded = LoadedActivity(
-                [
-                    Recorded(sequence=seq, time=event.recorded_at, subject="", event=event)
-                    for seq, event in zip(
-                        described.sequences,
-                        (decode(bytes(raw)) for raw in described.events),
-                        strict=True,
-                    )
-                ]
-            )
+            loaded = loaded_from(described, self.ns.activity(office, command.activity_id))
             if command.expected_version is None:
                 command = msgspec.structs.replace(command, expected_version=described.version)
         decision = decide(command, office, loaded, self.ref, command.issued_at)
