@@ -52,6 +52,7 @@ DUPLICATE_WINDOW = 24 * 3600.0
 """Seconds during which a repeated ``Nats-Msg-Id`` is recognised and not stored again."""
 
 _WRONG_LAST_SEQUENCE = 10071
+_CREATE_ATTEMPTS = 3
 _MAX_CONSUMERS_REACHED = 10026  # the account's max_consumers (services/infra/security.py)
 _NO_ACK_ADVICE = "no acknowledgement from the stream; it is safe to retry with the same event id"
 _LAST_SEQ_IN_ERROR = re.compile(r"wrong last sequence:\s*(\d+)")
@@ -374,20 +375,28 @@ class EventStore:
             opt_start_seq=from_seq,
             inactive_threshold=60.0,
         )
-        try:
-            sub = await self.js.subscribe(
-                self.ns.activities,
-                stream=self.ns.stream,
-                cb=on_message,
-                ordered_consumer=True,
-                config=config,
-                pending_msgs_limit=batch_size * 16,
-                pending_bytes_limit=-1,
-            )
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == _MAX_CONSUMERS_REACHED:
-                raise TooManyReadersError(self.ns.stream) from None
-            raise
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                sub = await self.js.subscribe(
+                    self.ns.activities,
+                    stream=self.ns.stream,
+                    cb=on_message,
+                    ordered_consumer=True,
+                    config=config,
+                    pending_msgs_limit=batch_size * 16,
+                    pending_bytes_limit=-1,
+                )
+                break
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == _MAX_CONSUMERS_REACHED:
+                    raise TooManyReadersError(self.ns.stream) from None
+                raise
+            except nats.errors.TimeoutError:
+                # Right after a node of a cluster dies, the JetStream API can be silent while
+                # a new leader is elected; a consumer the lost request did create expires
+                # unused after its inactive threshold.
+                if attempt + 1 == _CREATE_ATTEMPTS:
+                    raise
         try:
             while (item := await queue.get()) is not None:
                 yield item

@@ -5,6 +5,11 @@ The transaction also moves the checkpoint to the batch's last sequence (docs/des
 at or below the checkpoint are skipped: a redelivery, a restart or a second instance never
 counts twice. A message that does not decode, or cannot follow its activity's state, is written to
 ``quarantine`` with the reason, and the batch goes on without it.
+
+The steps of a batch are module functions (:func:`decode_batch`, :func:`fold_batch`,
+:func:`load_activities`, :func:`write_activities`, :func:`write_rollups`,
+:func:`write_quarantine`, :func:`write_checkpoint`), because the bulk applier of a rebuild
+(:mod:`projections.bulk`) runs the very same ones: it differs only in when it writes.
 """
 
 from __future__ import annotations
@@ -34,7 +39,20 @@ from projections.fold import (
 )
 from projections.schema import PROJECTION
 
-__all__ = ["Applier", "BatchResult"]
+__all__ = [
+    "Applier",
+    "BatchResult",
+    "Folded",
+    "decode_batch",
+    "fold_batch",
+    "in_stream_order",
+    "load_activities",
+    "read_checkpoint",
+    "write_activities",
+    "write_checkpoint",
+    "write_quarantine",
+    "write_rollups",
+]
 
 _CHUNK = 500
 """Ids per ``IN (...)`` lookup; well under SQLite's limit on parameters."""
@@ -44,18 +62,19 @@ _ids_decoder = msgspec.json.Decoder(list[str])
 
 
 class BatchResult(NamedTuple):
-    """What one call of :meth:`Applier.apply` did."""
+    """What one batch did: a call of :meth:`Applier.apply` (or of the bulk applier's ``add``)."""
 
     applied: int
     skipped: int
     """Messages at or below the checkpoint: already applied earlier."""
     quarantined: int
     checkpoint: int
-    """The checkpoint after the batch."""
+    """The checkpoint after the batch; for the bulk applier, the last sequence folded, which
+    its ``finish`` commits."""
 
 
-class _Current:
-    """An activity while a batch folds it."""
+class Folded:
+    """An activity while it is folded: its state now, its event ids, and its stored state."""
 
     __slots__ = ("event_ids", "loaded", "state")
 
@@ -65,7 +84,12 @@ class _Current:
         self.state = state
         self.event_ids = event_ids
         self.loaded = loaded
-        """The state stored before the batch; ``None`` for an activity new in it."""
+        """The state the file holds; ``None`` for an activity the file does not have yet."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the state differs from the stored one (an event was folded since)."""
+        return self.state is not self.loaded
 
 
 def _upsert_sql(table: str, keys: tuple[str, ...]) -> str:
@@ -146,10 +170,7 @@ class Applier:
 
     def checkpoint(self) -> int:
         """The last stream sequence applied; 0 for a fresh database."""
-        row = self.conn.execute(
-            "SELECT sequence FROM checkpoint WHERE projection = ?", (self.projection,)
-        ).fetchone()
-        return row[0] if row else 0
+        return read_checkpoint(self.conn, self.projection)
 
     def apply(self, messages: Iterable[RawMessage]) -> BatchResult:
         """Fold a batch of messages, in stream order, in one transaction with the checkpoint.
@@ -157,7 +178,7 @@ class Applier:
         :param messages: stored messages; any at or below the checkpoint are skipped.
         :raises sqlite3.Error: when the database cannot be written; nothing is then changed.
         """
-        batch = sorted({raw.sequence: raw for raw in messages}.values(), key=_sequence)
+        batch = in_stream_order(messages)
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             result = self._apply_in_transaction(batch)
@@ -175,29 +196,9 @@ class Applier:
         skipped = len(batch) - len(fresh)
         if not fresh:
             return BatchResult(0, skipped, 0, checkpoint)
-        quarantine: list[tuple[RawMessage, str]] = []
-        decoded: list[tuple[RawMessage, Envelope[Any]]] = []
-        for raw in fresh:
-            try:
-                decoded.append((raw, self.codec.decode(raw.data, raw.headers)))
-            except EventDecodeError as exc:
-                quarantine.append((raw, f"undecodable: {exc.reason}"))
-        current = self._load({envelope.activity_id for _, envelope in decoded})
-        touched: set[str] = set()
-        for raw, envelope in decoded:
-            activity_id = envelope.activity_id
-            before = current.get(activity_id)
-            try:
-                after = fold_state(before.state if before else None, envelope, raw.sequence)
-            except FoldError as exc:
-                quarantine.append((raw, f"unapplicable: {exc}"))
-                continue
-            if before is None:
-                current[activity_id] = _Current(after, [envelope.event_id], None)
-            else:
-                before.state = after
-                before.event_ids.append(envelope.event_id)
-            touched.add(activity_id)
+        decoded, quarantine = decode_batch(self.codec, fresh)
+        current = load_activities(self.conn, {envelope.activity_id for _, envelope in decoded})
+        touched = fold_batch(current, decoded, quarantine)
         # Each activity's rollup change is its footprint after the batch minus the one before:
         # the sum of its events' deltas, computed once however many events it had.
         deltas: dict[Bucket, list[int]] = {}
@@ -205,86 +206,162 @@ class Applier:
             item = current[activity_id]
             add_footprint(deltas, item.loaded, -1)
             add_footprint(deltas, item.state, 1)
-        self._write_activities([(i, current[i]) for i in sorted(touched)])
-        self._write_rollups(net_deltas(deltas))
-        self._write_quarantine(quarantine)
-        last = fresh[-1]
-        self.conn.execute(
-            "INSERT OR REPLACE INTO checkpoint (projection, sequence, stream_time_ns) "
-            "VALUES (?, ?, ?)",
-            (self.projection, last.sequence, last.time_ns),
+        write_activities(self.conn, [(i, current[i]) for i in sorted(touched)])
+        write_rollups(self.conn, net_deltas(deltas))
+        write_quarantine(self.conn, quarantine)
+        write_checkpoint(self.conn, self.projection, fresh[-1])
+        return BatchResult(
+            len(fresh) - len(quarantine), skipped, len(quarantine), fresh[-1].sequence
         )
-        return BatchResult(len(fresh) - len(quarantine), skipped, len(quarantine), last.sequence)
 
-    def _load(self, activity_ids: set[str]) -> dict[str, _Current]:
-        found: dict[str, _Current] = {}
-        ids = sorted(activity_ids)
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT activity_id, state, event_ids FROM activities "
-                f"WHERE activity_id IN ({marks})",
-                chunk,
+
+def in_stream_order(messages: Iterable[RawMessage]) -> list[RawMessage]:
+    """The messages sorted by sequence, each sequence once (a redelivery may repeat one)."""
+    return sorted({raw.sequence: raw for raw in messages}.values(), key=_sequence)
+
+
+def read_checkpoint(conn: sqlite3.Connection, projection: str = PROJECTION) -> int:
+    """The last stream sequence applied to the file; 0 for a fresh one."""
+    row = conn.execute(
+        "SELECT sequence FROM checkpoint WHERE projection = ?", (projection,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def decode_batch(
+    codec: Codec, fresh: list[RawMessage]
+) -> tuple[list[tuple[RawMessage, Envelope[Any]]], list[tuple[RawMessage, str]]]:
+    """Decode messages in order: the events, and the messages to quarantine with the reason.
+
+    :returns: ``(decoded, quarantine)``; :func:`fold_batch` adds to the second.
+    """
+    quarantine: list[tuple[RawMessage, str]] = []
+    decoded: list[tuple[RawMessage, Envelope[Any]]] = []
+    for raw in fresh:
+        try:
+            decoded.append((raw, codec.decode(raw.data, raw.headers)))
+        except EventDecodeError as exc:
+            quarantine.append((raw, f"undecodable: {exc.reason}"))
+    return decoded, quarantine
+
+
+def fold_batch(
+    current: dict[str, Folded],
+    decoded: list[tuple[RawMessage, Envelope[Any]]],
+    quarantine: list[tuple[RawMessage, str]],
+) -> set[str]:
+    """Fold decoded events, in order, into the activities of ``current``, in place.
+
+    :param current: every activity the events belong to that the file or memory already
+        has; activities reported here are added.
+    :param quarantine: where an event that cannot follow its activity's state goes, with the
+        reason; the batch goes on without it.
+    :returns: the ids of the activities that changed.
+    """
+    touched: set[str] = set()
+    for raw, envelope in decoded:
+        activity_id = envelope.activity_id
+        before = current.get(activity_id)
+        try:
+            after = fold_state(before.state if before else None, envelope, raw.sequence)
+        except FoldError as exc:
+            quarantine.append((raw, f"unapplicable: {exc}"))
+            continue
+        if before is None:
+            current[activity_id] = Folded(after, [envelope.event_id], None)
+        else:
+            before.state = after
+            before.event_ids.append(envelope.event_id)
+        touched.add(activity_id)
+    return touched
+
+
+def load_activities(conn: sqlite3.Connection, activity_ids: Iterable[str]) -> dict[str, Folded]:
+    """The stored activities among ``activity_ids``; ids the file does not have are left out."""
+    found: dict[str, Folded] = {}
+    ids = sorted(activity_ids)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT activity_id, state, event_ids FROM activities WHERE activity_id IN ({marks})",
+            chunk,
+        )
+        for activity_id, state, event_ids in rows:
+            loaded = decode_state(state)
+            found[activity_id] = Folded(loaded, _ids_decoder.decode(event_ids), loaded)
+    return found
+
+
+def write_activities(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) -> None:
+    """Write the activities' rows and their ``activity_countries`` rows.
+
+    :param rows: ``(activity_id, activity)`` in id order, which appends to the b-tree.
+    """
+    # An upsert, not INSERT OR REPLACE: the row keeps its rowid, which the full-text
+    # index's triggers key on (a REPLACE would delete without firing them).
+    conn.executemany(_ACTIVITY_UPSERT, [_activity_row(i, c) for i, c in rows])
+    # The stored rows are exactly the countries of the stored state: delete them by key.
+    conn.executemany(
+        "DELETE FROM activity_countries WHERE country = ? AND activity_id = ?",
+        [
+            (place.country, activity_id)
+            for activity_id, current in rows
+            if current.loaded is not None
+            for place in current.loaded.activity.countries
+        ],
+    )
+    placed = [row for activity_id, current in rows for row in _place_rows(activity_id, current)]
+    placed.sort(key=_by_key)  # in key order: appends to the table's b-tree
+    conn.executemany(_PLACE_INSERT, placed)
+
+
+def write_rollups(conn: sqlite3.Connection, deltas: dict[Bucket, Share]) -> None:
+    """Add signed changes to the rollup rows, and delete the rows they leave empty."""
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    emptied: dict[str, list[tuple[Any, ...]]] = {}
+    for bucket, (micros, activities, multi_country) in deltas.items():
+        key = bucket[1:]
+        by_table.setdefault(bucket[0], []).append(
+            (*key, micros / 1_000_000, micros, activities, multi_country)
+        )
+        # Only a row whose counts went down can reach zero: rows exist only while some
+        # activity counts or is listed in them.
+        if activities <= 0 and multi_country <= 0:
+            emptied.setdefault(bucket[0], []).append(key)
+    for table, rows in by_table.items():
+        conn.executemany(_UPSERTS[table], rows)
+    for table, keys in emptied.items():
+        # A row that no activity counts in or is listed in any more is gone, as it would
+        # be after a rebuild.
+        conn.executemany(_DELETES[table], keys)
+
+
+def write_quarantine(conn: sqlite3.Connection, items: list[tuple[RawMessage, str]]) -> None:
+    """Record messages that cannot be applied, with the reason; a repeat is ignored."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO quarantine (sequence, subject, data, headers, reason, "
+        "stream_time_ns) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                raw.sequence,
+                raw.subject,
+                bytes(raw.data),
+                _json.encode(raw.headers).decode() if raw.headers else None,
+                reason,
+                raw.time_ns,
             )
-            for activity_id, state, event_ids in rows:
-                loaded = decode_state(state)
-                found[activity_id] = _Current(loaded, _ids_decoder.decode(event_ids), loaded)
-        return found
+            for raw, reason in sorted(items, key=lambda item: item[0].sequence)
+        ],
+    )
 
-    def _write_activities(self, rows: list[tuple[str, _Current]]) -> None:
-        # An upsert, not INSERT OR REPLACE: the row keeps its rowid, which the full-text
-        # index's triggers key on (a REPLACE would delete without firing them).
-        self.conn.executemany(_ACTIVITY_UPSERT, [_activity_row(i, c) for i, c in rows])
-        # The stored rows are exactly the countries of the stored state: delete them by key.
-        self.conn.executemany(
-            "DELETE FROM activity_countries WHERE country = ? AND activity_id = ?",
-            [
-                (place.country, activity_id)
-                for activity_id, current in rows
-                if current.loaded is not None
-                for place in current.loaded.activity.countries
-            ],
-        )
-        placed = [row for activity_id, current in rows for row in _place_rows(activity_id, current)]
-        placed.sort(key=_by_key)  # in key order: appends to the table's b-tree
-        self.conn.executemany(_PLACE_INSERT, placed)
 
-    def _write_rollups(self, deltas: dict[Bucket, Share]) -> None:
-        by_table: dict[str, list[tuple[Any, ...]]] = {}
-        emptied: dict[str, list[tuple[Any, ...]]] = {}
-        for bucket, (micros, activities, multi_country) in deltas.items():
-            key = bucket[1:]
-            by_table.setdefault(bucket[0], []).append(
-                (*key, micros / 1_000_000, micros, activities, multi_country)
-            )
-            # Only a row whose counts went down can reach zero: rows exist only while some
-            # activity counts or is listed in them.
-            if activities <= 0 and multi_country <= 0:
-                emptied.setdefault(bucket[0], []).append(key)
-        for table, rows in by_table.items():
-            self.conn.executemany(_UPSERTS[table], rows)
-        for table, keys in emptied.items():
-            # A row that no activity counts in or is listed in any more is gone, as it would
-            # be after a rebuild.
-            self.conn.executemany(_DELETES[table], keys)
-
-    def _write_quarantine(self, items: list[tuple[RawMessage, str]]) -> None:
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO quarantine (sequence, subject, data, headers, reason, "
-            "stream_time_ns) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    raw.sequence,
-                    raw.subject,
-                    bytes(raw.data),
-                    _json.encode(raw.headers).decode() if raw.headers else None,
-                    reason,
-                    raw.time_ns,
-                )
-                for raw, reason in sorted(items, key=lambda item: item[0].sequence)
-            ],
-        )
+def write_checkpoint(conn: sqlite3.Connection, projection: str, last: RawMessage) -> None:
+    """Move the checkpoint to ``last``, the last message applied (kept or quarantined)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO checkpoint (projection, sequence, stream_time_ns) VALUES (?, ?, ?)",
+        (projection, last.sequence, last.time_ns),
+    )
 
 
 def _sequence(raw: RawMessage) -> int:
@@ -295,7 +372,7 @@ def _by_key(row: tuple[Any, ...]) -> tuple[str, str]:
     return row[0], row[1]
 
 
-def _place_rows(activity_id: str, current: _Current) -> list[tuple[Any, ...]]:
+def _place_rows(activity_id: str, current: Folded) -> list[tuple[Any, ...]]:
     state = current.state
     activity = state.activity
     places = activity.countries
@@ -319,7 +396,7 @@ def _place_rows(activity_id: str, current: _Current) -> list[tuple[Any, ...]]:
     ]
 
 
-def _activity_row(activity_id: str, current: _Current) -> tuple[Any, ...]:
+def _activity_row(activity_id: str, current: Folded) -> tuple[Any, ...]:
     state = current.state
     activity = state.activity
     places = activity.countries

@@ -87,7 +87,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--batch-size", default=20_000, show_default=True, help="Events per transaction.")
+@click.option(
+    "--batch-size",
+    default=20_000,
+    show_default=True,
+    help="Activities kept in memory while the rebuild folds; the rest are written out.",
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
