@@ -27,18 +27,25 @@ from typing import Any
 
 from events.codec import DEFAULT_CODEC, Codec, encode, headers_for
 from events.envelope import Envelope
-from events.errors import Conflict, EventDecodeError
+from events.errors import Conflict
 
 # The result types are the JetStream store's own, so a caller (and the contract test) gets the
 # same values from either store. events.store imports nats-py at its top; the package's
 # __init__ imports it too, so this costs nothing more than importing ``events`` already does.
-from events.stored import EPOCH, AppendOutcome, AppendResult, LoadedActivity, RawMessage, Recorded
+from events.stored import (
+    EPOCH,
+    AppendOutcome,
+    AppendResult,
+    DecodingReads,
+    LoadedActivity,
+    RawMessage,
+)
 from events.subjects import DEFAULT, Namespace
 
 __all__ = ["InMemoryEventStore"]
 
 
-class InMemoryEventStore:
+class InMemoryEventStore(DecodingReads):
     """The ledger's stream as a list, with the append and read rules of the JetStream store."""
 
     def __init__(
@@ -172,34 +179,6 @@ class InMemoryEventStore:
         return LoadedActivity(
             [self.decode(self._messages[seq - 1]) for seq in self._activities.get(activity_id, [])]
         )
-
-    def decode(self, raw: RawMessage) -> Recorded:
-        """Decode one stored message.
-
-        :raises EventDecodeError: naming the sequence, for a message that is not an event.
-        """
-        try:
-            event = self.codec.decode(raw.data, raw.headers)
-        except EventDecodeError as exc:
-            raise EventDecodeError(exc.reason, raw.sequence) from None
-        return Recorded(sequence=raw.sequence, time=raw.time, subject=raw.subject, event=event)
-
-    async def read(
-        self,
-        from_seq: int = 1,
-        until_seq: int | None = None,
-        until_time: dt.datetime | None = None,
-    ) -> AsyncIterator[Recorded]:
-        """Every event from ``from_seq`` on, in stream order, decoded.
-
-        Stops at ``until_seq``, or before the first event stored after ``until_time``, or at
-        the end of the stream as it was when the read began.
-
-        :raises EventDecodeError: at a message that is not an event.
-        """
-        async for batch in self.read_raw(from_seq, until_seq, until_time):
-            for raw in batch:
-                yield self.decode(raw)
 
     async def read_raw(
         self,

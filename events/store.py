@@ -30,7 +30,6 @@ from events.codec import DEFAULT_CODEC, Codec, encode, headers_for
 from events.envelope import Envelope
 from events.errors import (
     Conflict,
-    EventDecodeError,
     LedgerError,
     StreamConfigError,
     TooManyReadersError,
@@ -40,9 +39,9 @@ from events.stored import (
     EPOCH,
     AppendOutcome,
     AppendResult,
+    DecodingReads,
     LoadedActivity,
     RawMessage,
-    Recorded,
 )
 from events.subjects import DEFAULT, Namespace
 
@@ -58,7 +57,7 @@ _NO_ACK_ADVICE = "no acknowledgement from the stream; it is safe to retry with t
 _LAST_SEQ_IN_ERROR = re.compile(r"wrong last sequence:\s*(\d+)")
 
 
-class EventStore:
+class EventStore(DecodingReads):
     """Append to and read the ledger's stream."""
 
     def __init__(
@@ -299,34 +298,6 @@ class EventStore:
             if msg.seq >= last_seq:
                 return found
             seq = msg.seq + 1
-
-    def decode(self, raw: RawMessage) -> Recorded:
-        """Decode one stored message.
-
-        :raises EventDecodeError: naming the sequence, for a message that is not an event.
-        """
-        try:
-            event = self.codec.decode(raw.data, raw.headers)
-        except EventDecodeError as exc:
-            raise EventDecodeError(exc.reason, raw.sequence) from None
-        return Recorded(sequence=raw.sequence, time=raw.time, subject=raw.subject, event=event)
-
-    async def read(
-        self,
-        from_seq: int = 1,
-        until_seq: int | None = None,
-        until_time: dt.datetime | None = None,
-    ) -> AsyncIterator[Recorded]:
-        """Every event from ``from_seq`` on, in stream order, decoded.
-
-        Stops at ``until_seq``, or before the first event stored after ``until_time``, or at
-        the end of the stream as it was when the read began.
-
-        :raises EventDecodeError: at a message that is not an event.
-        """
-        async for batch in self.read_raw(from_seq, until_seq, until_time):
-            for raw in batch:
-                yield self.decode(raw)
 
     async def read_raw(
         self,

@@ -9,13 +9,24 @@ came from: the JetStream one (``events/store.py``) or the in-memory one (``event
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import msgspec
 
+from events.codec import Codec
 from events.envelope import Envelope
+from events.errors import EventDecodeError
 
-__all__ = ["EPOCH", "AppendOutcome", "AppendResult", "LoadedActivity", "RawMessage", "Recorded"]
+__all__ = [
+    "EPOCH",
+    "AppendOutcome",
+    "AppendResult",
+    "DecodingReads",
+    "LoadedActivity",
+    "RawMessage",
+    "Recorded",
+]
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 """Where the stream's nanosecond timestamps count from."""
@@ -78,3 +89,48 @@ class AppendOutcome(msgspec.Struct, frozen=True):
     sequence: int = 0
     """The stream sequence for stored and duplicate; the activity's actual one for a conflict."""
     detail: str = ""
+
+
+class DecodingReads:
+    """What every store reads the same way, on top of its own ``read_raw``: one message
+    decoded, and every event in stream order."""
+
+    codec: Codec
+
+    def read_raw(
+        self,
+        from_seq: int = 1,
+        until_seq: int | None = None,
+        until_time: dt.datetime | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncIterator[list[RawMessage]]:
+        """The stream's messages in batches, undecoded; each store reads them its own way."""
+        raise NotImplementedError
+
+    def decode(self, raw: RawMessage) -> Recorded:
+        """Decode one stored message.
+
+        :raises EventDecodeError: naming the sequence, for a message that is not an event.
+        """
+        try:
+            event = self.codec.decode(raw.data, raw.headers)
+        except EventDecodeError as exc:
+            raise EventDecodeError(exc.reason, raw.sequence) from None
+        return Recorded(sequence=raw.sequence, time=raw.time, subject=raw.subject, event=event)
+
+    async def read(
+        self,
+        from_seq: int = 1,
+        until_seq: int | None = None,
+        until_time: dt.datetime | None = None,
+    ) -> AsyncIterator[Recorded]:
+        """Every event from ``from_seq`` on, in stream order, decoded.
+
+        Stops at ``until_seq``, or before the first event stored after ``until_time``, or at
+        the end of the stream as it was when the read began.
+
+        :raises EventDecodeError: at a message that is not an event.
+        """
+        async for batch in self.read_raw(from_seq, until_seq, until_time):
+            for raw in batch:
+                yield self.decode(raw)
