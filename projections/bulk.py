@@ -28,6 +28,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from itertools import islice
+from pathlib import Path
 
 from events.codec import DEFAULT_CODEC, Codec
 from events.stored import RawMessage
@@ -44,13 +45,17 @@ from projections.apply import (
     write_quarantine,
     write_rollups,
 )
-from projections.fold import Bucket, add_footprint, net_deltas
+from projections.fold import Bucket, Share, add_footprint, add_shares, net_deltas
 from projections.schema import PROJECTION
 
 __all__ = ["DEFAULT_CACHE", "BulkApplier", "BulkError"]
 
 DEFAULT_CACHE = 20_000
 """Activities kept in memory by default; half of them are written when it is exceeded."""
+
+_PER_ACTIVITY = ("activities", "activity_countries", "quarantine")
+"""The tables whose rows belong to one activity (or one message) each, which parts of a split
+replay write apart; the rollups and the checkpoint are the merge's own."""
 
 _QUARANTINE_CHUNK = 1000
 """Quarantined messages held before they are written: a stream of poison stays bounded too."""
@@ -169,6 +174,56 @@ class BulkApplier:
         self.conn.execute("COMMIT")
         self._totals.clear()
         return self.position
+
+    def close_part(self) -> tuple[dict[Bucket, Share], RawMessage | None]:
+        """End a part of a replay split by activity (``replay/partition.py``): write every
+        activity and the quarantine, commit, and give what :meth:`merge` takes in.
+
+        :returns: the rollup sums of this part's activities and the last message it folded.
+        """
+        if self._finished:
+            raise BulkError("the bulk applier has finished")
+        self._finished = True
+        try:
+            self._write_out(len(self._recent))
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        totals, self._totals = net_deltas(self._totals), {}
+        return totals, self._last
+
+    def merge(self, part: Path, totals: dict[Bucket, Share], last: RawMessage | None) -> None:
+        """Take in a part that another applier folded from the same messages: its rows, its
+        rollup sums and its last message.
+
+        The part's activities must be none of this applier's (a split by activity id): rows
+        are copied, not folded again, and the sums simply add. The rows this applier wrote so
+        far are committed first, since SQLite attaches a file only outside a transaction;
+        the file still has no checkpoint until :meth:`finish`, so it still is not a
+        projection if anything fails before.
+
+        :param part: the part's file, as :meth:`close_part` left it.
+        """
+        if self._finished:
+            raise BulkError("the bulk applier has finished")
+        conn = self.conn
+        conn.execute("COMMIT")
+        conn.execute("ATTACH DATABASE ? AS part", (f"file:{part}?mode=ro",))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for table in _PER_ACTIVITY:
+                conn.execute(f"INSERT INTO main.{table} SELECT * FROM part.{table}")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("DETACH DATABASE part")
+            conn.execute("BEGIN IMMEDIATE")
+        add_shares(self._totals, totals)
+        if last is not None and last.sequence > self.position:
+            self._last = last
+        self._written = True
 
     def abort(self) -> None:
         """Give up: roll back whatever was written (the caller throws the file away)."""

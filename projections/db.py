@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import sqlite3
 from pathlib import Path
 from urllib.request import pathname2url
@@ -28,6 +29,8 @@ __all__ = [
     "FILE_MODE",
     "LIVE_NAME",
     "ProjectionFileError",
+    "building_path",
+    "clear_leftovers",
     "ensure_live",
     "finish_bulk",
     "live_path",
@@ -63,6 +66,42 @@ def new_database_path(directory: Path) -> Path:
         suffix += 1
         candidate = Path(directory) / f"ledger-{stamp}-{suffix}.db"
     return candidate
+
+
+def building_path(target: Path) -> Path:
+    """Where a replay writes ``target`` until it is complete: a name that says so, with the
+    writer's process id, so that :func:`clear_leftovers` can tell a killed writer's file from
+    a running one's."""
+    return target.with_name(f"{target.name}.{os.getpid()}.building")
+
+
+_BUILDING = re.compile(r"\.(\d+)\.building")
+
+
+def clear_leftovers(directory: Path) -> list[Path]:
+    """Delete what replays killed before they could clean up left in ``directory``: files
+    being built (and their parts and journals) whose writer no longer runs.
+
+    :returns: the files deleted.
+    """
+    deleted = []
+    for path in Path(directory).glob("*.building*"):
+        found = _BUILDING.search(path.name)
+        if found is None or _running(int(found.group(1))):
+            continue
+        path.unlink(missing_ok=True)
+        deleted.append(path)
+    return deleted
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def resolve(path: Path) -> Path:

@@ -42,6 +42,7 @@ __all__ = [
     "FoldError",
     "Share",
     "add_footprint",
+    "add_shares",
     "allocate",
     "allocations",
     "country_parts",
@@ -209,6 +210,18 @@ def country_parts(activity: ActivityReported) -> list[tuple[str, dict[str, int] 
         )
         for country, percent in allocations(activity)
     ]
+
+
+def add_shares(total: dict[Bucket, list[int]], more: dict[Bucket, Share]) -> None:
+    """Add rollup sums (of other activities, e.g. another part of a split replay) in place."""
+    for bucket, (micros, activities, multi_country) in more.items():
+        row = total.get(bucket)
+        if row is None:
+            total[bucket] = [micros, activities, multi_country]
+        else:
+            row[0] += micros
+            row[1] += activities
+            row[2] += multi_country
 
 
 def net_deltas(total: dict[Bucket, list[int]]) -> dict[Bucket, Share]:

@@ -9,7 +9,6 @@ time the stream stored it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -18,8 +17,9 @@ from events.errors import LedgerError
 from events.store import EventStore
 from events.stored import RawMessage
 from replay.rebuild import RebuildResult, build_projection
+from replay.source import StreamSource
 
-__all__ = ["ReplayError", "recorded_by", "replay_as_of"]
+__all__ = ["RecordedBy", "ReplayError", "replay_as_of"]
 
 
 class ReplayError(LedgerError):
@@ -33,34 +33,44 @@ class _Recorded(msgspec.Struct):
 _recorded = msgspec.json.Decoder(_Recorded)
 
 
-def recorded_by(instant: dt.datetime) -> Callable[[RawMessage], bool]:
-    """A message filter: true for events recorded at or before ``instant``."""
-    if instant.tzinfo is None:
-        raise ReplayError(f"{instant.isoformat()} has no time zone; give one, e.g. ...T00:00:00Z")
+class RecordedBy:
+    """A message filter: true for events recorded at or before ``instant``.
 
-    def keep(raw: RawMessage) -> bool:
+    A class, not a closure, so that the parts of a split replay (replay/partition.py) can be
+    sent it.
+    """
+
+    def __init__(self, instant: dt.datetime) -> None:
+        """:raises ReplayError: when ``instant`` has no time zone."""
+        if instant.tzinfo is None:
+            raise ReplayError(
+                f"{instant.isoformat()} has no time zone; give one, e.g. ...T00:00:00Z"
+            )
+        self.instant = instant
+
+    def __call__(self, raw: RawMessage) -> bool:
         try:
-            return _recorded.decode(raw.data).recorded_at <= instant
+            return _recorded.decode(raw.data).recorded_at <= self.instant
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return raw.time <= instant
-
-    return keep
+            return raw.time <= self.instant
 
 
 async def replay_as_of(
-    store: EventStore,
+    stream: StreamSource | EventStore,
     out: Path,
     *,
     until_seq: int | None = None,
     until_time: dt.datetime | None = None,
     progress: bool | None = None,
+    parts: int | None = None,
 ) -> RebuildResult:
     """Build the projections from the events up to ``until_seq`` and/or ``until_time``.
 
-    :param store: the ledger's stream.
+    :param stream: the ledger's stream (as for :func:`replay.rebuild.build_projection`).
     :param out: the projection file to write; it must not exist yet.
     :param until_seq: the last stream sequence to count.
     :param until_time: count only events recorded at or before this instant (time zone aware).
+    :param parts: how many processes fold (see :func:`replay.rebuild.build_projection`).
     :raises ReplayError: when ``out`` exists or neither bound is given.
     """
     if until_seq is None and until_time is None:
@@ -68,7 +78,7 @@ async def replay_as_of(
     out = Path(out)
     if out.exists():
         raise ReplayError(f"{out} exists; give a new file name, or remove it first")
-    keep = recorded_by(until_time) if until_time is not None else None
+    keep = RecordedBy(until_time) if until_time is not None else None
     return await build_projection(
-        store, out, until_seq=until_seq, keep=keep, progress=progress, label="as-of"
+        stream, out, until_seq=until_seq, keep=keep, progress=progress, label="as-of", parts=parts
     )

@@ -15,7 +15,7 @@ from events.integrity import compute_hash, content_hash
 from events.keys import KeyRegistry
 from events.signing import signature_is_valid
 
-__all__ = ["ChainChecker", "Failure"]
+__all__ = ["ChainChecker", "ChainTally", "Failure"]
 
 Check = Literal["decode", "subject", "hash", "prev", "signature"]
 
@@ -27,6 +27,30 @@ class Failure(msgspec.Struct, frozen=True):
     check: Check
     activity_id: str
     message: str
+
+
+class ChainTally(msgspec.Struct):
+    """What checkers saw, in a form that adds up across the parts of a replay split by
+    activity (replay/partition.py): each activity's chain is checked whole in one part."""
+
+    events: int = 0
+    activities: int = 0
+    signed: int = 0
+    unsigned: int = 0
+    failures: list[Failure] = []
+
+    def __add__(self, other: ChainTally) -> ChainTally:
+        return ChainTally(
+            self.events + other.events,
+            self.activities + other.activities,
+            self.signed + other.signed,
+            self.unsigned + other.unsigned,
+            sorted([*self.failures, *other.failures], key=_in_stream_order),
+        )
+
+
+def _in_stream_order(failure: Failure) -> int:
+    return failure.sequence
 
 
 class ChainChecker:
@@ -90,6 +114,10 @@ class ChainChecker:
         digest = content_hash(envelope)
         if not any(signature_is_valid(key, digest, envelope.signature) for key in keys):
             fail("signature", f"not signed by a key registered for office {envelope.office}")
+
+    def tally(self, failures: list[Failure]) -> ChainTally:
+        """The counts so far, with the failures the caller collected."""
+        return ChainTally(self.events, self.activities, self.signed, self.unsigned, failures)
 
     def undecodable(self, sequence: int, reason: str) -> Failure:
         """The failure of a message that is not an event at all."""

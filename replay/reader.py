@@ -79,6 +79,7 @@ __all__ = [
     "INACTIVE_THRESHOLD",
     "ReaderError",
     "UnsupportedConnectionError",
+    "check_connection",
     "parse_headers",
     "read_stream",
     "until_time_ns",
@@ -144,6 +145,15 @@ class _HasConnectOptions(Protocol):
 
 CredentialsLike = _HasConnectOptions | str | os.PathLike[str]
 """A ``Credentials`` object, or the path of a bare nkey seed file."""
+
+
+def check_connection(url: str, creds: CredentialsLike | None) -> None:
+    """Whether the reader speaks this connection, without connecting.
+
+    :raises UnsupportedConnectionError: when it does not (read through nats-py instead).
+    :raises ReaderError: when the URL or the credentials are unusable either way.
+    """
+    _options(url, creds, None)
 
 
 def until_time_ns(instant: dt.datetime) -> int:

@@ -1,9 +1,10 @@
 """``verify``: is the log intact, and does the live projection say what the log says?
 
-Two checks. The log: every hash, every ``prev`` link and every signature, in one pass over the
-stream (:mod:`replay.chain`). The projection: a fresh rebuild into a temporary file up to the
-live projection's checkpoint, compared with the live file table by table. The live file is
-read inside one read transaction, so the projector may go on writing without disturbing the
+Two checks, in one pass over the stream (split by activity between processes, as every long
+replay is: replay/partition.py). The log: every hash, every ``prev`` link and every signature
+(:mod:`replay.chain`). The projection: a fresh rebuild into a temporary file up to the live
+projection's checkpoint, compared with the live file table by table. The live file is read
+inside one read transaction, so the projector may go on writing without disturbing the
 comparison.
 """
 
@@ -16,13 +17,13 @@ from pathlib import Path
 
 import msgspec
 
-from events.errors import EventDecodeError
 from events.keys import KeyRegistry
 from events.store import EventStore
 from projections.db import open_reader, resolve
 from projections.schema import table_names
-from replay.chain import ChainChecker, Failure
-from replay.rebuild import build_projection
+from replay.chain import Failure
+from replay.rebuild import RebuildResult, build_projection
+from replay.source import StreamSource, as_source
 
 __all__ = ["TableDifference", "VerifyReport", "compare_projections", "verify"]
 
@@ -59,53 +60,48 @@ class VerifyReport(msgspec.Struct):
 
 
 async def verify(
-    store: EventStore,
+    stream: StreamSource | EventStore,
     registry: KeyRegistry,
     live: Path | None = None,
     *,
     require_signatures: bool = False,
     progress: Progress | None = None,
     rebuild_progress: bool | None = False,
+    parts: int | None = None,
 ) -> VerifyReport:
     """Check the whole log and, when ``live`` is given and exists, the live projection.
 
+    :param stream: the ledger's stream (as for :func:`replay.rebuild.build_projection`).
     :param registry: the public keys each office signs with.
     :param live: the live projection (link or file); skipped when ``None`` or missing.
     :param require_signatures: fail unsigned events even of offices without a key.
-    :param progress: called with the number of events checked so far.
+    :param progress: called with the number of messages read (and checked) so far.
+    :param parts: how many processes share the work (see
+        :func:`replay.rebuild.build_projection`).
     """
+    source = as_source(stream)
     report = VerifyReport()
-    checker = ChainChecker(registry, require_signatures=require_signatures)
-    async for batch in store.read_raw():
-        for raw in batch:
-            try:
-                record = store.decode(raw)
-            except EventDecodeError as exc:
-                report.failures.append(checker.undecodable(raw.sequence, exc.reason))
-                continue
-            report.failures.extend(checker.check(raw.sequence, raw.subject, record.event))
-        if progress:
-            progress(checker.events)
-    report.events, report.activities = checker.events, checker.activities
-    report.signed, report.unsigned = checker.signed, checker.unsigned
-    if live is not None and resolve(live).exists():
-        await _compare_with_rebuild(store, live, report, rebuild_progress)
-    return report
-
-
-async def _compare_with_rebuild(
-    store: EventStore, live: Path, report: VerifyReport, progress: bool | None
-) -> None:
-    conn = open_reader(live)
-    try:
-        conn.execute("BEGIN")  # one snapshot of the live file for the whole comparison
-        row = conn.execute("SELECT max(sequence) FROM checkpoint").fetchone()
-        checkpoint = row[0] or 0
-        with tempfile.TemporaryDirectory(prefix="ledger-verify-") as tmp:
-            fresh = Path(tmp, "rebuilt.db")
-            await build_projection(
-                store, fresh, until_seq=checkpoint, progress=progress, label="verify"
+    checks = (registry, require_signatures)
+    with tempfile.TemporaryDirectory(prefix="ledger-verify-") as tmp:
+        fresh = Path(tmp, "rebuilt.db")
+        if live is None or not resolve(live).exists():
+            built = await _check_and_build(
+                source, fresh, None, checks, progress, rebuild_progress, parts
             )
+            _take_chains(report, built)
+            return report
+        conn = open_reader(live)
+        # Both files are read whole, once: a memory map of them would only count every page
+        # in this process's resident set (436 MB at 200k events, against 42 MB without).
+        conn.execute("PRAGMA mmap_size = 0")
+        try:
+            conn.execute("BEGIN")  # one snapshot of the live file for the whole comparison
+            row = conn.execute("SELECT max(sequence) FROM checkpoint").fetchone()
+            checkpoint = row[0] or 0
+            built = await _check_and_build(
+                source, fresh, checkpoint, checks, progress, rebuild_progress, parts
+            )
+            _take_chains(report, built)
             # Attaching inside the read transaction keeps the live snapshot; detaching must
             # wait until it ends.
             conn.execute("ATTACH DATABASE ? AS rebuilt", (f"file:{fresh}?mode=ro",))
@@ -114,8 +110,41 @@ async def _compare_with_rebuild(
             report.tables = len(table_names())
             conn.execute("COMMIT")
             conn.execute("DETACH DATABASE rebuilt")
-    finally:
-        conn.close()
+        finally:
+            conn.close()
+    return report
+
+
+async def _check_and_build(
+    source: StreamSource,
+    fresh: Path,
+    checkpoint: int | None,
+    checks: tuple[KeyRegistry, bool],
+    progress: Progress | None,
+    rebuild_progress: bool | None,
+    parts: int | None,
+) -> RebuildResult:
+    """One pass over the whole stream: every chain checked, and the events up to the live
+    checkpoint folded into ``fresh`` (none when there is no live projection)."""
+    return await build_projection(
+        source,
+        fresh,
+        until_seq=await source.store.last_sequence(),
+        fold_until=0 if checkpoint is None else checkpoint,
+        checks=checks,
+        progress=rebuild_progress,
+        label="verify",
+        on_batch=progress,
+        parts=parts,
+    )
+
+
+def _take_chains(report: VerifyReport, built: RebuildResult) -> None:
+    chains = built.chains
+    assert chains is not None  # asked for with checks
+    report.events, report.activities = chains.events, chains.activities
+    report.signed, report.unsigned = chains.signed, chains.unsigned
+    report.failures = chains.failures
 
 
 def compare_projections(conn: sqlite3.Connection, left: str, right: str) -> list[TableDifference]:

@@ -52,6 +52,7 @@ from projections.provenance import UnknownRollupError
 from projections.schema import OutdatedSchemaError
 from replay.archive_check import ArchiveError, ArchiveRejectedError
 from replay.asof import ReplayError
+from replay.partition import PartError
 from replay.reader import ReaderError
 from services.infra.credentials import CredentialsError
 from services.infra.embedded import EmbeddedNatsError
@@ -179,6 +180,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     UnknownRollupError: ErrorKind.FAILED,
     # replay
     ReplayError: ErrorKind.FAILED,
+    PartError: ErrorKind.FAILED,
     ArchiveError: ErrorKind.FAILED,
     ArchiveRejectedError: ErrorKind.INVALID,
     ReaderError: ErrorKind.UNREACHABLE,

@@ -124,7 +124,7 @@ def replay(ctx: click.Context, as_of: dt.datetime | None, until_seq: int | None,
 
     async def _replay() -> Any:
         async with open_ledger(settings_of(ctx)) as ledger:
-            return await replay_as_of(ledger.store, out, until_seq=until_seq, until_time=as_of)
+            return await replay_as_of(ledger.source, out, until_seq=until_seq, until_time=as_of)
 
     result = run_async(_replay())
     click.echo(
@@ -217,7 +217,7 @@ def verify(
             total = await ledger.store.last_sequence()
             with ProgressReporter(total, label="verify log") as reporter:
                 return await verify_ledger(
-                    ledger.store,
+                    ledger.source,
                     keys,
                     None if no_projection else live_path(settings.data_dir),
                     require_signatures=require_signatures,

@@ -113,7 +113,10 @@ def rebuild(ctx: click.Context, batch_size: int, progress: bool | None) -> None:
     async def _rebuild() -> Any:
         async with open_ledger(settings) as ledger:
             return await rebuild_projections(
-                ledger.store, live_path(settings.data_dir), batch_size=batch_size, progress=progress
+                ledger.source,
+                live_path(settings.data_dir),
+                batch_size=batch_size,
+                progress=progress,
             )
 
     result = run_async(_rebuild())

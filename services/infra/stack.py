@@ -25,6 +25,7 @@ from nats.aio.client import Client as NATS
 
 from events.errors import LedgerError, StreamConfigError
 from events.store import EventStore
+from replay.source import StreamSource
 from services.infra.access import credentials_for, embedded_server, role_credentials
 from services.infra.config import Settings, server_urls
 from services.infra.credentials import Credentials
@@ -53,6 +54,12 @@ class Ledger:
     """The data directory's lock, when this process holds it."""
     creds: Credentials | None = None
     """The credentials this connection used, if any."""
+
+    @property
+    def source(self) -> StreamSource:
+        """The stream as replay reads it: through its own bulk reader, as this connection's
+        user, when the connection is one that reader speaks (replay/source.py)."""
+        return StreamSource(self.store, self.url, self.creds)
 
     def credentials_for(self, role: str) -> Credentials | None:
         """What a component of ``role`` connects with: the role's own file under the data

@@ -95,6 +95,7 @@ class FailingStore:
 
     async def read_raw(self, *args: Any, **kwargs: Any) -> AsyncIterator[list[RawMessage]]:
         served = 0
+        kwargs["batch_size"] = 1000  # several batches, whatever the caller asks
         async for batch in self.store.read_raw(*args, **kwargs):
             if served == self.good:
                 raise ConnectionError("lost the server")

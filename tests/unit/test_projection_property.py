@@ -10,6 +10,7 @@ bulk path must also give the live path's file row for row.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import tempfile
 from pathlib import Path
@@ -29,6 +30,7 @@ from projections.db import finish_bulk, open_writer
 from projections.fold import ROLLUP_KEYS
 from projections.provenance import contributions
 from projections.schema import table_names
+from replay.partition import Plan, fold_part
 from tests.factories import make_reported, sealed
 from tests.projection_oracle import (
     assert_countries_match,
@@ -222,3 +224,50 @@ def test_bulk_projection_equals_naive_recomputation_and_live(backend, events, cu
     else:
         with tempfile.TemporaryDirectory() as directory:
             check_bulk(str(Path(directory) / "p.db"), events, cuts, twice, cache)
+
+
+async def _as_batches(messages: list[RawMessage], cuts: list[int]):
+    for batch, _ in batches(messages, cuts, []):
+        if batch:
+            yield batch
+
+
+def check_split(
+    directory: Path, events: list[tuple[int, Envelope[Any]]], cuts: list[int], parts: int
+) -> None:
+    messages = [raw(seq, env) for seq, env in events]
+    plan = Plan(parts=parts, until_seq=len(events), fold_until=len(events))
+    results = []
+    for part in range(1, parts):
+        path = directory / f"part{part}.db"
+        conn = open_projection(str(path), bulk=True)
+        bulk = BulkApplier(conn, cache=2)
+        asyncio.run(fold_part(_as_batches(messages, cuts), bulk, part, plan))
+        totals, last = bulk.close_part()
+        conn.close()
+        results.append((path, totals, last))
+    conn = open_projection(str(directory / "p.db"), bulk=True)
+    bulk = BulkApplier(conn, cache=2)
+    asyncio.run(fold_part(_as_batches(messages, cuts), bulk, 0, plan))
+    for path, totals, last in results:
+        bulk.merge(path, totals, last)
+    assert bulk.finish() == len(events)
+    finish_bulk(conn)
+    assert_matches_oracle(conn, events)
+    live = apply_live(":memory:", events, cuts, [])
+    assert rows_of(conn) == rows_of(live)
+    live.close()
+    conn.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=ledgers(),
+    cuts=st.lists(st.integers(0, 40), max_size=5),
+    parts=st.integers(2, 3),
+)
+def test_a_replay_split_by_activity_equals_naive_recomputation_and_live(events, cuts, parts):
+    """The split replay's path in one process: each part folds its activities into a file of
+    its own, and part 0 takes in their rows and sums (replay/partition.py)."""
+    with tempfile.TemporaryDirectory() as directory:
+        check_split(Path(directory), events, cuts, parts)
