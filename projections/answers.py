@@ -23,6 +23,8 @@ __all__ = [
     "ProjectionStatus",
     "Provenance",
     "ProvenanceItem",
+    "Reported",
+    "ReportedFigure",
     "Status",
     "Summary",
 ]
@@ -35,6 +37,35 @@ class AsOf(Struct, frozen=True):
     """The last stream sequence applied; 0 for an empty projection."""
     time: dt.datetime | None
     """When that event was stored in the stream (UTC); ``None`` for an empty projection."""
+
+
+class ReportedFigure(Struct, frozen=True, kw_only=True):
+    """One activity's own figure of a metric that is not summed."""
+
+    activity_id: str
+    value: float
+
+
+class Reported(Struct, frozen=True, kw_only=True):
+    """A metric that is not summed, as a row of an answer shows it: never a total.
+
+    Its rule (events/metrics.py) says why: ``none`` for figures that adding would count twice
+    (the countries two activities assisted may be the same), ``max`` for a headline figure
+    that several activities report cumulatively, of which the largest stands for all.
+    """
+
+    rule: str
+    """``max`` or ``none``."""
+    unit: str
+    activities: int
+    """How many activities counted here report it."""
+    value: float | None = None
+    """For ``max``: the largest figure. Never set for ``none``."""
+    activity_id: str | None = None
+    """For ``max``: the activity that reported the largest figure."""
+    figures: list[ReportedFigure] = []
+    """In a summary's head: the largest figures, one per activity, largest first, at most
+    ``projections.queries.REPORTED_LISTED`` of them; empty in a breakdown's rows."""
 
 
 class Cell(Struct, frozen=True, kw_only=True):
@@ -50,7 +81,9 @@ class Cell(Struct, frozen=True, kw_only=True):
     multi_country: int = 0
     """Multi-country activities without shares listed here but counted in no country's total."""
     totals: dict[str, float] = {}
-    """Totals by metric, e.g. ``{"people_trained": 571.0}``."""
+    """Totals by metric, e.g. ``{"people_trained": 571.0}``: the metrics that are summed."""
+    reported: dict[str, Reported] = {}
+    """The metrics that are not summed, by metric: how many activities report each."""
 
 
 class ActivityRef(Struct, frozen=True, kw_only=True):
@@ -74,6 +107,13 @@ class Summary(Struct, frozen=True, kw_only=True):
     activities: int = 0
     """Activities counted in the totals."""
     totals: dict[str, float] = {}
+    """Totals of the metrics that are summed, in each metric's unit."""
+    reported: dict[str, Reported] = {}
+    """The metrics that are not summed, with the activities' own figures instead of a total."""
+    rules: dict[str, str] = {}
+    """How each metric of ``totals`` and ``reported`` was made: ``sum``, ``max`` or ``none``."""
+    units: dict[str, str] = {}
+    """The unit of each metric of ``totals`` and ``reported``."""
     multi_country_count: int = 0
     """How many multi-country activities (without shares) are listed here in all."""
     multi_country: list[ActivityRef] = []
@@ -169,13 +209,16 @@ class ProvenanceItem(Struct, frozen=True, kw_only=True):
     """Listed only: multi-country without shares, so it adds nothing to a country's figure."""
     event_ids: list[str]
     last_event_id: str
+    figure: float | None = None
+    """For a metric that is not summed: the activity's own figure (``value`` is then 0: it
+    adds nothing)."""
 
 
 class Provenance(Struct, frozen=True, kw_only=True):
     """The activities and events behind one figure, a page at a time by activity id.
 
-    ``total`` is the sum of the values of every page's items; pass ``next_cursor`` back as
-    ``cursor`` for the next page.
+    For a summed metric, ``total`` is the sum of the values of every page's items; pass
+    ``next_cursor`` back as ``cursor`` for the next page.
     """
 
     as_of: AsOf
@@ -183,7 +226,13 @@ class Provenance(Struct, frozen=True, kw_only=True):
     programme: str | None = None
     year: int | None = None
     metric: str
-    total: float = 0.0
+    rule: str = "sum"
+    """How the figure is made (events/metrics.py): ``sum`` of the values; ``max``, the
+    largest of the activities' own figures; ``none``, no figure, only the activities' own."""
+    total: float | None = 0.0
+    """The sum, or for ``max`` the largest figure; ``None`` for ``none``."""
+    largest: str | None = None
+    """For ``max``: the activity whose figure stands for all."""
     activities: int = 0
     """Activities counted in the figure, on every page."""
     items: list[ProvenanceItem] = []

@@ -36,6 +36,7 @@ from projections.fold import (
     encode_state,
     fold_state,
     net_deltas,
+    reported_figures,
 )
 from projections.schema import PROJECTION
 
@@ -314,6 +315,26 @@ def write_activities(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) -
     placed = [row for activity_id, current in rows for row in _place_rows(activity_id, current)]
     placed.sort(key=_by_key)  # in key order: appends to the table's b-tree
     conn.executemany(_PLACE_INSERT, placed)
+    # The same for the figures that are not summed, by their key: no index on the activity
+    # is needed, and a bulk load has none until the end.
+    conn.executemany(
+        "DELETE FROM reported WHERE metric = ? AND country = ? AND activity_id = ?",
+        [
+            (metric, country, activity_id)
+            for activity_id, current in rows
+            if current.loaded is not None and not current.loaded.withdrawn
+            for metric, country, _ in reported_figures(current.loaded.activity)
+        ],
+    )
+    reported = [
+        (metric, country, activity_id, activity.programme, activity.year, micros)
+        for activity_id, current in rows
+        if not current.state.withdrawn
+        for activity in (current.state.activity,)
+        for metric, country, micros in reported_figures(activity)
+    ]
+    reported.sort()
+    conn.executemany("INSERT INTO reported VALUES (?, ?, ?, ?, ?, ?)", reported)
 
 
 def write_rollups(conn: sqlite3.Connection, deltas: dict[Bucket, Share]) -> None:

@@ -53,7 +53,7 @@ __all__ = ["DEFAULT_CACHE", "BulkApplier", "BulkError"]
 DEFAULT_CACHE = 20_000
 """Activities kept in memory by default; half of them are written when it is exceeded."""
 
-_PER_ACTIVITY = ("activities", "activity_countries", "quarantine")
+_PER_ACTIVITY = ("activities", "activity_countries", "reported", "quarantine")
 """The tables whose rows belong to one activity (or one message) each, which parts of a split
 replay write apart; the rollups and the checkpoint are the merge's own."""
 

@@ -19,7 +19,11 @@ The rules (docs/design.md, "Counting rules"):
 - several countries without shares are *listed* under each country as multi-country, and count
   in no single country's total;
 - a withdrawn activity counts nowhere (it stays in the history);
-- a revision replaces the activity's old footprint with its new one.
+- a revision replaces the activity's old footprint with its new one;
+- only figures of ``sum`` metrics are added up; a ``max`` or ``none`` metric counts the
+  activities that report it, and its figures are kept apart (:func:`reported_figures`), one
+  per activity, for the answers to take the largest or to list (events/metrics.py);
+- a figure reported in another unit of a metric counts under that metric, converted exactly.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import msgspec
 from events.activity import ActivityState, apply_event
 from events.envelope import Envelope
 from events.errors import InvalidEventError, LedgerError
+from events.metrics import metric_rules, rule_of
 from events.model import ActivityReported
 
 __all__ = [
@@ -45,11 +50,13 @@ __all__ = [
     "add_shares",
     "allocate",
     "allocations",
+    "counted_figures",
     "country_parts",
     "decode_state",
     "encode_state",
     "fold_state",
     "net_deltas",
+    "reported_figures",
     "to_micros",
 ]
 
@@ -152,13 +159,14 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
     activity = state.activity
     programme, year = activity.programme, activity.year
     places = allocations(activity)
-    figures: list[tuple[str, int | None]] = [(ACTIVITY_COUNT, None)]
-    # to_micros inlined: this runs for every metric of every activity of a rebuild.
-    figures += [(metric, round(value * MICROS)) for metric, value in activity.metrics.items()]
+    figures: list[tuple[str, int | None, bool]] = [(ACTIVITY_COUNT, None, True)]
+    figures += [(m, micros, summed) for m, (micros, summed) in counted_figures(activity).items()]
     get = total.get
     bucket: Bucket
-    for metric, micros in figures:
-        whole = sign * (MICROS if micros is None else micros)
+    for metric, micros, summed in figures:
+        # A metric that is not summed still counts its activities in the row; its figure
+        # stays out (events/metrics.py): the answers list the activities' own figures.
+        whole = sign * (MICROS if micros is None else micros) if summed else 0
         for bucket in (
             ("totals", metric),
             ("by_programme", programme, metric),
@@ -175,8 +183,9 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
             if percent is None:
                 # Listed, not counted: its figures are in no single country's total.
                 part, counted, listed = 0, 0, sign
-            elif micros is None:
-                # The activity count is not a figure: it is whole in every country it counts in.
+            elif micros is None or not summed:
+                # The activity count is not a figure: it is whole in every country it counts
+                # in; a figure that is not summed is not split either.
                 part, counted, listed = whole, sign, 0
             else:
                 part, counted, listed = sign * allocate(micros, percent), sign, 0
@@ -194,22 +203,63 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
                     row[2] += listed
 
 
+def counted_figures(activity: ActivityReported) -> dict[str, tuple[int, bool]]:
+    """The activity's figures as the fold counts them: by canonical metric, in millionths of
+    its unit, each with whether it is summed (events/metrics.py).
+
+    A figure reported in another unit of a metric (tons for kilograms) is converted exactly:
+    its millionths times the integer factor.
+    """
+    rules = metric_rules()
+    out: dict[str, tuple[int, bool]] = {}
+    for metric, value in activity.metrics.items():
+        rule = rules.get(metric) or rule_of(metric)
+        # to_micros inlined: this runs for every metric of every activity of a rebuild.
+        micros = round(value * MICROS) * rule.factor
+        prior = out.get(rule.canonical)
+        if prior is not None:  # the same quantity reported in two units: both count
+            micros += prior[0]
+        out[rule.canonical] = (micros, rule.aggregate == "sum")
+    return out
+
+
 def country_parts(activity: ActivityReported) -> list[tuple[str, dict[str, int] | None]]:
-    """Each country of the activity with its part of every figure in millionths, as the
-    ``country_*`` rollups count it; ``None`` for a country that only lists the activity.
+    """Each country of the activity with its figures in millionths, as the ``country_*``
+    rollups count them: its share of each summed figure, and the whole of each figure that is
+    not summed; ``None`` for a country that only lists the activity.
 
     :raises FoldError: as :func:`allocations`.
     """
-    figures = [(metric, to_micros(value)) for metric, value in activity.metrics.items()]
+    figures = counted_figures(activity).items()
     return [
         (
             country,
             None
             if percent is None
-            else {metric: allocate(micros, percent) for metric, micros in figures},
+            else {
+                metric: allocate(micros, percent) if summed else micros
+                for metric, (micros, summed) in figures
+            },
         )
         for country, percent in allocations(activity)
     ]
+
+
+def reported_figures(activity: ActivityReported) -> list[tuple[str, str, int]]:
+    """The figures of the activity that are not summed, one row per place they are shown:
+    ``(metric, country, micros)``, with ``""`` for the activity as a whole and a row for each
+    country it counts in (not one that only lists it). Withdrawn activities have none: the
+    caller leaves them out, as the rollups do.
+
+    :raises FoldError: as :func:`allocations`.
+    """
+    unsummed = [
+        (m, micros) for m, (micros, summed) in counted_figures(activity).items() if not summed
+    ]
+    if not unsummed:
+        return []
+    places = ["", *(country for country, percent in allocations(activity) if percent is not None)]
+    return [(metric, place, micros) for metric, micros in unsummed for place in places]
 
 
 def add_shares(total: dict[Bucket, list[int]], more: dict[Bucket, Share]) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from events.activity import STATUSES
+from events.metrics import metric_rules, rule_of
 from events.reference import FIRST_YEAR, LAST_YEAR, load_reference
 from projections.answers import (
     ActivityDetail,
@@ -33,6 +34,8 @@ from projections.answers import (
     ProjectionStatus,
     Provenance,
     ProvenanceItem,
+    Reported,
+    ReportedFigure,
     Status,
     Summary,
 )
@@ -46,10 +49,12 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "MULTI_COUNTRY_LISTED",
+    "REPORTED_LISTED",
     "as_of",
     "country_summary",
     "current_sequence",
     "get_activity",
+    "global_summary",
     "list_activities",
     "list_countries",
     "list_programmes",
@@ -68,6 +73,8 @@ MAX_LIMIT = 500
 request hold a worker."""
 MULTI_COUNTRY_LISTED = 20
 """How many multi-country activities a summary lists by name; the count covers all of them."""
+REPORTED_LISTED = 10
+"""How many activities' own figures a summary lists for a metric that is not summed."""
 
 _COUNTRY_NOTE = (
     "multi-country activities without shares are listed here but count in no single "
@@ -201,13 +208,21 @@ def _cells(
         f"WHERE {clauses} ORDER BY {key}, metric",
         list(where.values()),
     )
+    rules = metric_rules()
     pivot: dict[Any, dict[str, Any]] = {}
     for value, metric, total, activities, multi_country in rows:
-        cell = pivot.setdefault(value, {"activities": 0, "multi_country": 0, "totals": {}})
+        cell = pivot.setdefault(
+            value, {"activities": 0, "multi_country": 0, "totals": {}, "reported": {}}
+        )
         if metric == ACTIVITY_COUNT:
             cell["activities"], cell["multi_country"] = activities, multi_country
-        elif activities:
-            # A metric that only listed activities carry is no total of this row.
+        elif not activities:
+            continue  # a metric that only listed activities carry is no figure of this row
+        elif (rule := rules.get(metric)) is not None and rule.aggregate != "sum":
+            cell["reported"][metric] = Reported(
+                rule=rule.aggregate, unit=rule.unit, activities=activities
+            )
+        else:
             cell["totals"][metric] = total
     cells = []
     for value, cell in pivot.items():
@@ -236,6 +251,8 @@ def _split(conn: sqlite3.Connection, where: dict[str, Any], group: str) -> list[
     )
     counts: dict[Any, list[int]] = {}
     sums: dict[Any, dict[str, int]] = {}
+    reporting: dict[Any, dict[str, int]] = {}
+    unsummed = _unsummed()
     for value, multi_country, figures in rows:
         count = counts.get(value)
         if count is None:
@@ -248,7 +265,12 @@ def _split(conn: sqlite3.Connection, where: dict[str, Any], group: str) -> list[
         count[0] += 1
         slot = sums[value]
         for metric, micros in _figures.decode(figures).items():
-            slot[metric] = slot.get(metric, 0) + micros
+            if metric in unsummed:
+                seen = reporting.setdefault(value, {})
+                seen[metric] = seen.get(metric, 0) + 1
+            else:
+                slot[metric] = slot.get(metric, 0) + micros
+    rules = metric_rules()
     return [
         Cell(
             **{group: value},
@@ -256,9 +278,20 @@ def _split(conn: sqlite3.Connection, where: dict[str, Any], group: str) -> list[
             activities=counts[value][0],
             multi_country=counts[value][1],
             totals={metric: micros / MICROS for metric, micros in sorted(sums[value].items())},
+            reported={
+                metric: Reported(
+                    rule=rules[metric].aggregate, unit=rules[metric].unit, activities=n
+                )
+                for metric, n in sorted(reporting.get(value, {}).items())
+            },
         )
         for value in sorted(counts)
     ]
+
+
+def _unsummed() -> frozenset[str]:
+    """The metrics whose figures do not add up (a name the catalogue lacks is summed)."""
+    return frozenset(name for name, rule in metric_rules().items() if rule.aggregate != "sum")
 
 
 def _listed(
@@ -301,8 +334,43 @@ def _listed(
     return total, refs
 
 
-def _summary(head: Cell, **fields: Any) -> Summary:
-    return Summary(activities=head.activities, totals=head.totals, **fields)
+def _summary(conn: sqlite3.Connection, head: Cell, where: dict[str, Any], **fields: Any) -> Summary:
+    """The answer for ``head``'s key ``where``, with the figures of its metrics that are not
+    summed listed from the ``reported`` table."""
+    reported = {
+        metric: _largest(conn, metric, entry, where) for metric, entry in head.reported.items()
+    }
+    rules = metric_rules()
+    metrics = sorted({*head.totals, *reported})
+    return Summary(
+        activities=head.activities,
+        totals=head.totals,
+        reported=reported,
+        rules={m: reported[m].rule if m in reported else "sum" for m in metrics},
+        units={m: rules[m].unit if m in rules else "" for m in metrics},
+        **fields,
+    )
+
+
+def _largest(
+    conn: sqlite3.Connection, metric: str, entry: Reported, where: dict[str, Any]
+) -> Reported:
+    """``entry`` with the largest figures of ``metric`` under the key ``where`` (the whole
+    activity's figure, or a country's when the key has one), one per activity."""
+    keys = {"country": ""} | where
+    clauses = " AND ".join(f"{column} = ?" for column in keys)
+    rows = conn.execute(
+        f"SELECT activity_id, micros FROM reported WHERE metric = ? AND {clauses} "
+        "ORDER BY micros DESC, activity_id LIMIT ?",
+        [metric, *keys.values(), REPORTED_LISTED],
+    ).fetchall()
+    figures = [ReportedFigure(activity_id=a, value=micros / MICROS) for a, micros in rows]
+    if entry.rule == "max" and figures:
+        top = figures[0]
+        return msgspec.structs.replace(
+            entry, value=top.value, activity_id=top.activity_id, figures=figures
+        )
+    return msgspec.structs.replace(entry, figures=figures)
 
 
 def country_summary(conn: sqlite3.Connection, country: str, year: int | None = None) -> Summary:
@@ -326,7 +394,9 @@ def country_summary(conn: sqlite3.Connection, country: str, year: int | None = N
         where = {"country": code} | ({"year": year} if year is not None else {})
         _, listed = _listed(conn, "activity_countries", where, count=False)
         return _summary(
+            conn,
             head,
+            where,
             as_of=as_of(conn),
             country=code,
             year=year,
@@ -361,7 +431,9 @@ def programme_summary(conn: sqlite3.Connection, programme: str, year: int | None
         where = {"programme": code} | ({"year": year} if year is not None else {})
         count, listed = _listed(conn, "activities", where)
         return _summary(
+            conn,
             head,
+            where,
             as_of=as_of(conn),
             programme=code,
             year=year,
@@ -384,7 +456,9 @@ def year_summary(conn: sqlite3.Connection, year: int) -> Summary:
         head = _one(_cells(conn, "by_year", {"year": year}, None))
         count, listed = _listed(conn, "activities", {"year": year})
         return _summary(
+            conn,
             head,
+            {"year": year},
             as_of=as_of(conn),
             year=year,
             multi_country_count=count,
@@ -392,6 +466,23 @@ def year_summary(conn: sqlite3.Connection, year: int) -> Summary:
             note=_OTHER_NOTE,
             by_country=_cells(conn, "country_year", {"year": year}, "country"),
             by_programme=_cells(conn, "programme_year", {"year": year}, "programme"),
+        )
+
+
+def global_summary(conn: sqlite3.Connection) -> Summary:
+    """The totals of the whole ledger, and its multi-country activities."""
+    with _snapshot(conn):
+        head = _one(_cells(conn, "totals", {}, None))
+        count, listed = _listed(conn, "activities", {})
+        return _summary(
+            conn,
+            head,
+            {},
+            as_of=as_of(conn),
+            name="All activities",
+            multi_country_count=count,
+            multi_country=listed,
+            note=_OTHER_NOTE,
         )
 
 
@@ -609,6 +700,10 @@ def provenance(
     if year is not None:
         key["year"] = _check_year(year)
     metric = _check_metric(metric)
+    # A figure in another unit is counted under its metric's name (events/metrics.py).
+    rule = rule_of(metric) if metric != ACTIVITY_COUNT else None
+    if rule is not None:
+        metric = rule.canonical
     table = _TABLES.get(frozenset(key))
     if table is None:
         raise BadParameterError(
@@ -632,11 +727,21 @@ def provenance(
             [*(key[c] for c in columns), metric],
         ).fetchone()
         total, counted = row if row else (0.0, 0)
+        aggregate = rule.aggregate if rule is not None else "sum"
+        own: dict[str, float] = {}
+        largest: str | None = None
+        if aggregate != "sum":
+            own = _own_figures(conn, metric, key.get("country", ""), [i.activity_id for i in found])
+            head = _largest(conn, metric, Reported(rule=aggregate, unit="", activities=0), key)
+            total = head.value
+            largest = head.activity_id
         return Provenance(
             as_of=as_of(conn),
             **key,
             metric=metric,
+            rule=aggregate,
             total=total,
+            largest=largest,
             activities=counted,
             items=[
                 ProvenanceItem(
@@ -647,12 +752,28 @@ def provenance(
                     multi_country=item.multi_country,
                     event_ids=item.event_ids,
                     last_event_id=item.last_event_id,
+                    figure=own.get(item.activity_id),
                 )
                 for item in found
             ],
             limit=limit,
             next_cursor=encode_cursor(found[-1].activity_id, filters) if more else None,
         )
+
+
+def _own_figures(
+    conn: sqlite3.Connection, metric: str, country: str, ids: list[str]
+) -> dict[str, float]:
+    """The activities' own figures of a metric that is not summed, by activity id."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        f"SELECT activity_id, micros FROM reported WHERE metric = ? AND country = ? "
+        f"AND activity_id IN ({marks})",
+        [metric, country, *ids],
+    )
+    return {activity_id: micros / MICROS for activity_id, micros in rows}
 
 
 def _titles(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:

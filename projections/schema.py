@@ -1,4 +1,5 @@
-"""The SQLite schema of the projections: current activities, rollups, checkpoint, quarantine.
+"""The SQLite schema of the projections: current activities, rollups, the figures that are not
+summed, checkpoint, quarantine.
 
 Rollups are long and narrow: one row per key and metric, e.g. ``(country, metric)``, holding the
 total, the number of activities counted in it, and the number of multi-country activities
@@ -23,7 +24,7 @@ __all__ = [
     "table_names",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Stored as ``PRAGMA user_version``; a different one means: rebuild."""
 
 PROJECTION = "ledger"
@@ -78,6 +79,19 @@ CREATE TABLE IF NOT EXISTS activity_countries (
     figures TEXT NOT NULL,           -- JSON {metric: micros}: this country's part; {} if listed
     PRIMARY KEY (country, activity_id)
 ) WITHOUT ROWID;
+-- The figures of metrics that are not summed (events/metrics.py: `max` and `none`), one row
+-- per activity and metric for the activity as a whole (country ''), and one for each country
+-- it counts in: what an answer lists, or takes the largest of, instead of a total. Only active
+-- activities have rows, as only they count in the rollups.
+CREATE TABLE IF NOT EXISTS reported (
+    metric TEXT NOT NULL,            -- canonical metric
+    country TEXT NOT NULL,           -- '' for the activity as a whole
+    activity_id TEXT NOT NULL,
+    programme TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    micros INTEGER NOT NULL,         -- the figure, in millionths of the metric's unit
+    PRIMARY KEY (metric, country, activity_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoint (
     projection TEXT PRIMARY KEY,
     sequence INTEGER NOT NULL,
@@ -102,6 +116,10 @@ CREATE INDEX IF NOT EXISTS activities_listed_year ON activities (year, activity_
     WHERE status = 'active' AND multi_country = 1;
 CREATE INDEX IF NOT EXISTS activity_countries_year ON activity_countries (country, year);
 CREATE INDEX IF NOT EXISTS activity_countries_programme ON activity_countries (programme, year);
+CREATE INDEX IF NOT EXISTS reported_largest ON reported (metric, country, micros);
+CREATE INDEX IF NOT EXISTS reported_programme
+    ON reported (metric, country, programme, year, micros);
+CREATE INDEX IF NOT EXISTS reported_year ON reported (metric, country, year, micros);
 """
 
 _SEARCH = """
@@ -172,4 +190,11 @@ def create_indexes(conn: sqlite3.Connection) -> None:
 
 def table_names() -> list[str]:
     """Every table of the projection, in a stable order (for comparisons and status)."""
-    return ["activities", "activity_countries", *ROLLUP_KEYS, "checkpoint", "quarantine"]
+    return [
+        "activities",
+        "activity_countries",
+        "reported",
+        *ROLLUP_KEYS,
+        "checkpoint",
+        "quarantine",
+    ]

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _FIGURES = ("totals", "metrics")
+_REPORTED = "reported"
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """The first characters that make a spreadsheet read a cell as a formula (OWASP, CSV Injection)."""
@@ -71,14 +72,19 @@ def _cell(value: Any) -> Any:
 
 
 class CsvLayout:
-    """The columns of a list of Structs: its fields, then one ``metric.NAME`` per figure seen."""
+    """The columns of a list of Structs: its fields, then one ``metric.NAME`` per figure seen,
+    then one ``reported.NAME`` per metric that is not summed (events/metrics.py), which says
+    its rule and never holds a sum."""
 
     def __init__(self, kind: type[msgspec.Struct] | None = None) -> None:
         """
         :param kind: the Struct type, so that an empty list still gets its header.
         """
-        self.columns = [f for f in (kind.__struct_fields__ if kind else ()) if f not in _FIGURES]
+        self.columns = [
+            f for f in (kind.__struct_fields__ if kind else ()) if f not in (*_FIGURES, _REPORTED)
+        ]
         self.metrics: set[str] = set()
+        self.reported: set[str] = set()
 
     def widen(self, plain: Iterable[dict[str, Any]]) -> None:
         """Add the fields and figures of these items (as builtins) to the columns."""
@@ -86,21 +92,40 @@ class CsvLayout:
             for key, value in row.items():
                 if key in _FIGURES:
                     self.metrics.update(value or ())
+                elif key == _REPORTED:
+                    self.reported.update(value or ())
                 elif key not in self.columns:
                     self.columns.append(key)
 
     def header(self) -> list[str]:
         """The header line's cells."""
-        return [*self.columns, *(f"metric.{name}" for name in sorted(self.metrics))]
+        return [
+            *self.columns,
+            *(f"metric.{name}" for name in sorted(self.metrics)),
+            *(f"reported.{name}" for name in sorted(self.reported)),
+        ]
 
     def row(self, plain: dict[str, Any]) -> list[Any]:
         """One item (as builtins) as a row under :meth:`header`; a figure not there is left out."""
         figures: dict[str, Any] = {}
         for key in _FIGURES:
             figures.update(plain.get(key) or {})
-        return [_cell(plain.get(c)) for c in self.columns] + [
-            figures.get(m, "") for m in sorted(self.metrics)
+        reported = plain.get(_REPORTED) or {}
+        return [
+            *(_cell(plain.get(c)) for c in self.columns),
+            *(figures.get(m, "") for m in sorted(self.metrics)),
+            *(_reported_cell(reported.get(m)) for m in sorted(self.reported)),
         ]
+
+
+def _reported_cell(entry: dict[str, Any] | None) -> str:
+    """A metric that is not summed, in one cell: its rule, and the largest figure for ``max``."""
+    if not entry:
+        return ""
+    count = f"{entry['activities']} {'activity' if entry['activities'] == 1 else 'activities'}"
+    if entry["rule"] == "max" and entry.get("value") is not None:
+        return f"max {entry['value']:g} ({entry['activity_id']}), of {count}"
+    return f"{entry['rule']}: reported by {count}, not summed"
 
 
 def to_rows(

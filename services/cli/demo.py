@@ -41,7 +41,9 @@ __all__ = ["DATASET", "read_dataset", "run_demo"]
 DATASET = Path(__file__).resolve().parents[2] / "data" / "activities.jsonl"
 """The report's activities, one JSON object a line, in the import format."""
 
-_HEADLINE_METRICS = ("people_trained", "participants", "countries_assisted", "firearms_seized")
+_HEADLINE_METRICS = ("people_trained", "participants", "firearms_seized", "seizures")
+"""Summed metrics the story shows first; a distinct count such as countries assisted is never
+summed (events/metrics.py), so it has no total to show."""
 _CATCH_UP_SECONDS = 30.0
 
 
@@ -207,7 +209,7 @@ def _print_report(conn: sqlite3.Connection, console: Console) -> None:
     console.print(table)
 
     table = Table(title="Totals per year")
-    for column in ("year", "activities", "people trained", "participants", "countries assisted"):
+    for column in ("year", "activities", "people trained", "participants", "firearms seized"):
         table.add_column(column, justify="right")
     for cell in queries.list_years(conn).items:
         table.add_row(

@@ -102,9 +102,20 @@ def _render_summary(console: Console, summary: Any) -> None:
     totals = Table(title="totals", title_justify="left")
     totals.add_column("metric")
     totals.add_column("total", justify="right")
+    totals.add_column("unit")
+    totals.add_column("rule")
     for metric, value in sorted(summary.totals.items()):
-        totals.add_row(metric, _figure(value))
+        totals.add_row(metric, _figure(value), summary.units.get(metric, ""), "sum")
     console.print(totals)
+    if summary.reported:
+        # Never a total: each activity's own figure, largest first (events/metrics.py).
+        reported = Table(title="reported, not added up", title_justify="left")
+        for column in ("metric", "rule", "unit", "activities", "figures, largest first"):
+            reported.add_column(column)
+        for metric, entry in sorted(summary.reported.items()):
+            figures = "; ".join(f"{_figure(f.value)} ({f.activity_id})" for f in entry.figures)
+            reported.add_row(metric, entry.rule, entry.unit, str(entry.activities), figures)
+        console.print(reported)
     if summary.multi_country_count:
         console.print(f"multi-country: {summary.multi_country_count} ({summary.note})")
         for ref in summary.multi_country:
@@ -219,7 +230,12 @@ def provenance(ctx: click.Context, db: Path | None, as_json: bool, **key: Any) -
     answer = _run(ctx, db, lambda conn: provenance_of(conn, **key))
 
     def render(console: Console, found: Any) -> None:
-        title = f"{found.metric}: {_figure(found.total)}"
+        if found.rule == "none":
+            title = f"{found.metric}: not summed (each activity's own figure)"
+        elif found.rule == "max":
+            title = f"{found.metric}: largest {_figure(found.total)}, by {found.largest}"
+        else:
+            title = f"{found.metric}: {_figure(found.total)}"
         console.print(_table(title, found.items, ProvenanceItem, ("event_ids", "multi_country")))
         if found.next_cursor:
             console.print(f"more: --cursor {found.next_cursor}")

@@ -42,7 +42,7 @@ def test_query_country_prints_tables(data_dir: Path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "KAZ Kazakhstan: 2 activities counted"
-    assert "│ people_trained │   631 │" in lines
+    assert "│ people_trained │   631 │ people │ sum  │" in lines
     assert "  MULTI-1 (KAZ, UZB, KGZ): Regional workshop on border control" in lines
     assert lines[-1] == "as of sequence 7 (2021-06-30T12:00:06+00:00)"
 

@@ -308,3 +308,31 @@ def test_charts_are_labelled_svg_with_a_tooltip_per_bar(draw):
     assert 'aria-labelledby="c-t c-d"' in svg and '<title id="c-t">Activities per year' in svg
     assert svg.count("<rect") == 2 and svg.count("<title>") == 2
     assert "&lt;2021&gt;: 37 activities" in svg
+
+
+def test_figures_that_are_not_summed_are_listed_never_totalled(tmp_path: Path):
+    from projections.apply import Applier
+    from projections.db import ensure_live, open_writer
+    from tests.factories import make_reported, sealed
+    from tests.query_seed import raw_messages
+
+    live = tmp_path / "projections" / "ledger.db"
+    conn = open_writer(ensure_live(live))
+    Applier(conn).apply(
+        raw_messages(
+            [
+                sealed(make_reported(activity_id="A-12", metrics={"countries_assisted": 12})),
+                sealed(make_reported(activity_id="B-30", metrics={"countries_assisted": 30})),
+            ]
+        )
+    )
+    conn.close()
+    with TestClient(app=create_app(live, wait=0.3)) as test_client:
+        for url in ("/", "/countries/KAZ"):
+            html = get_html(test_client, url)
+            # 12 + 30 = 42 would count the same countries twice: no card or total says it.
+            assert 'data-testid="total-countries_assisted"' not in html
+            assert ">42<" not in html
+            row = text_of(html, "reported-countries_assisted")
+            assert "not summed" in row
+            assert row.index("30") < row.index("12"), row  # largest first

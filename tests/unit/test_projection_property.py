@@ -42,13 +42,20 @@ COUNTRIES = ["KAZ", "UZB", "KGZ", "TJK"]
 PROGRAMMES = ["GLOCYB", "CRIMJUST", "GENERAL"]
 YEARS = [2019, 2020, 2021]
 IDS = ["A1", "A2", "A3", "A4", "A5"]
-METRICS = ["people_trained", "participants", "cocaine_seized_kg"]
+METRICS = [
+    "people_trained",
+    "participants",
+    "cocaine_seized_kg",
+    "cocaine_seized_tons",  # counted as kilograms
+    "countries_assisted",  # never summed
+    "beneficiaries",  # the largest stands for all
+]
 
 figures = st.one_of(
     st.integers(0, 5000),
     st.floats(0, 5000, allow_nan=False).map(lambda x: round(x, 3)),
 )
-metrics = st.dictionaries(st.sampled_from(METRICS), figures, max_size=3)
+metrics = st.dictionaries(st.sampled_from(METRICS), figures, max_size=4)
 
 
 @st.composite

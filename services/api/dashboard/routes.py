@@ -29,7 +29,6 @@ from services.api.dashboard.format import ACTIVITY_COUNT, metric_label, metric_u
 from services.api.dashboard.render import Page, href, render, segment
 from services.api.dashboard.views import (
     cell_bars,
-    grand_total,
     metrics_of,
     parse_year,
     pick_metric,
@@ -99,10 +98,11 @@ async def _stream_last(store: EventStore | None) -> int | None:
 async def overview(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
     """Headline totals, activities per year, the top countries and programmes, and status."""
     last = await _stream_last(request.app.state.store)
-    years, countries, programmes, status = await _read(
+    total, years, countries, programmes, status = await _read(
         request,
         lambda conn: same_snapshot(
             lambda: (
+                queries.global_summary(conn),
                 queries.list_years(conn),
                 queries.list_countries(conn),
                 queries.list_programmes(conn),
@@ -115,7 +115,7 @@ async def overview(request: Request, as_of_sequence: AsOfSequence = None) -> Res
     return render(
         "overview.html",
         Page("Overview", years.as_of, as_of_sequence),
-        total=grand_total(years),
+        total=total,
         years=years.items,
         counts={
             "countries": len(countries.items),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
-from projections.answers import AsOf, Cell, CellList
+from projections.answers import AsOf, Cell
 from projections.errors import BadParameterError
 from services.api.dashboard.charts import Bar
 from services.api.dashboard.format import ACTIVITY_COUNT, format_number, metric_unit
@@ -17,7 +17,6 @@ from services.api.dashboard.format import ACTIVITY_COUNT, format_number, metric_
 __all__ = [
     "cell_bars",
     "cell_value",
-    "grand_total",
     "metrics_of",
     "parse_year",
     "pick_metric",
@@ -55,18 +54,6 @@ def same_snapshot(read: Callable[[], Answers]) -> Answers:
 def cell_value(cell: Cell, metric: str) -> float:
     """A cell's figure for ``metric``: its activity count for ``*``, else its total (0 if none)."""
     return float(cell.activities) if metric == ACTIVITY_COUNT else cell.totals.get(metric, 0.0)
-
-
-def grand_total(years: CellList) -> Cell:
-    """The global figures, as the sum of every year's: each activity has exactly one year."""
-    totals: dict[str, float] = {}
-    activities = multi = 0
-    for cell in years.items:
-        activities += cell.activities
-        multi += cell.multi_country
-        for metric, value in cell.totals.items():
-            totals[metric] = totals.get(metric, 0.0) + value
-    return Cell(activities=activities, multi_country=multi, totals=dict(sorted(totals.items())))
 
 
 def metrics_of(cells: Iterable[Cell]) -> list[str]:
