@@ -20,7 +20,14 @@ import msgspec
 if TYPE_CHECKING:
     from events.envelope import Envelope
 
-__all__ = ["canonical_bytes", "compute_hash", "content_hash", "has_valid_hash", "with_hash"]
+__all__ = [
+    "canonical_bytes",
+    "compute_hash",
+    "content_hash",
+    "has_valid_hash",
+    "stored_hashes",
+    "with_hash",
+]
 
 _UNHASHED = ("hash", "signature")
 _NOT_SIGNED = ("hash", "signature", "recorded_at", "prev")
@@ -42,6 +49,28 @@ def compute_hash(envelope: Envelope[Any]) -> str:
 def content_hash(envelope: Envelope[Any]) -> str:
     """Hex SHA-256 of what the office states, which is what it signs."""
     return hashlib.sha256(canonical_bytes(envelope, _NOT_SIGNED)).hexdigest()
+
+
+def stored_hashes(data: bytes) -> tuple[str, str]:
+    """The chain hash and the content hash of an event as stored, from its stored JSON.
+
+    Not from a decoded copy: decoding fills in fields that a later schema added (with their
+    defaults) and upcasts older versions, so re-encoding an old event would give other bytes
+    and another hash than those it was sealed with. The stored JSON, with ``hash`` and
+    ``signature`` (and, for the content hash, ``recorded_at`` and ``prev``) left out and its
+    keys sorted, is what the writer hashed.
+
+    :raises msgspec.DecodeError: when ``data`` is not JSON.
+    """
+    body = msgspec.json.decode(data)
+    if not isinstance(body, dict):
+        raise msgspec.DecodeError("an event is a JSON object")
+    chain = {name: value for name, value in body.items() if name not in _UNHASHED}
+    content = {name: value for name, value in chain.items() if name not in _NOT_SIGNED}
+    return (
+        hashlib.sha256(msgspec.json.encode(chain, order="sorted")).hexdigest(),
+        hashlib.sha256(msgspec.json.encode(content, order="sorted")).hexdigest(),
+    )
 
 
 def with_hash(envelope: Envelope[Any]) -> Envelope[Any]:

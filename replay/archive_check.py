@@ -291,7 +291,7 @@ class ArchiveChecker:
             )
         if not self.run_chain:
             return
-        failures = self.chain.check(message.sequence, message.subject, event)
+        failures = self.chain.check(message.sequence, message.subject, event, bytes(message.event))
         if failures:
             raise self._chain_refusal(number, failures[0])
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from events.envelope import Envelope
-from events.integrity import compute_hash, content_hash
+from events.integrity import stored_hashes
 from events.keys import KeyRegistry
 from events.signing import signature_is_valid
 
@@ -74,8 +74,16 @@ class ChainChecker:
         """How many activities have been seen."""
         return len(self._last_hash)
 
-    def check(self, sequence: int, subject: str, envelope: Envelope[Any]) -> list[Failure]:
-        """The failures of one event, in the context of the events before it."""
+    def check(
+        self, sequence: int, subject: str, envelope: Envelope[Any], data: bytes
+    ) -> list[Failure]:
+        """The failures of one event, in the context of the events before it.
+
+        :param envelope: the event, decoded (and upcast) from ``data``.
+        :param data: the event as stored: the hashes are computed from these bytes
+            (:func:`events.integrity.stored_hashes`), so that an event written under an older
+            schema keeps the hash it was sealed with.
+        """
         self.events += 1
         activity_id = envelope.activity_id
         failures: list[Failure] = []
@@ -88,7 +96,7 @@ class ChainChecker:
             fail(
                 "subject", f"stored on {subject}, but the event is {envelope.office}/{activity_id}"
             )
-        actual = compute_hash(envelope)
+        actual, content = stored_hashes(data)
         if envelope.hash != actual:
             fail(
                 "hash",
@@ -100,10 +108,10 @@ class ChainChecker:
             fail("prev", f"prev {envelope.prev[:12] or 'empty'} should be {wanted}")
         # The chain goes on from the hash as stored, so one bad event is reported once.
         self._last_hash[activity_id] = envelope.hash
-        self._check_signature(envelope, fail)
+        self._check_signature(envelope, content, fail)
         return failures
 
-    def _check_signature(self, envelope: Envelope[Any], fail: Any) -> None:
+    def _check_signature(self, envelope: Envelope[Any], digest: str, fail: Any) -> None:
         keys = self.registry.keys_for(envelope.office)
         if not envelope.signature:
             self.unsigned += 1
@@ -111,7 +119,6 @@ class ChainChecker:
                 fail("signature", f"unsigned, but office {envelope.office} must sign its events")
             return
         self.signed += 1
-        digest = content_hash(envelope)
         if not any(signature_is_valid(key, digest, envelope.signature) for key in keys):
             fail("signature", f"not signed by a key registered for office {envelope.office}")
 

@@ -146,7 +146,7 @@ class CheckedChains:
             except EventDecodeError as exc:
                 failures.append(checker.undecodable(raw.sequence, exc.reason))
                 continue
-            failures.extend(checker.check(raw.sequence, raw.subject, event))
+            failures.extend(checker.check(raw.sequence, raw.subject, event, raw.data))
 
     def tally(self) -> ChainTally:
         """What was checked and found so far."""

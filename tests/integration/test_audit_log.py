@@ -40,7 +40,7 @@ async def _check_all(store: EventStore, registry: KeyRegistry) -> list[Failure]:
     async for batch in store.read_raw():
         for raw in batch:
             record = store.decode(raw)
-            failures += checker.check(record.sequence, record.subject, record.event)
+            failures += checker.check(record.sequence, record.subject, record.event, raw.data)
     return failures
 
 

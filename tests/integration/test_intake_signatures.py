@@ -56,11 +56,16 @@ async def test_signed_commands_are_stored_with_verifiable_signatures(
     await kaz.withdraw("KAZ-TRAINING-1", "reported twice")
 
     checker = ChainChecker(signing_intake, require_signatures=True)
-    loaded = await store.load("KAZ-TRAINING-1")
-    failures = [f for r in loaded.events for f in checker.check(r.sequence, r.subject, r.event)]
+    stored = [raw async for batch in store.read_raw() for raw in batch]
+    events = [store.decode(raw).event for raw in stored]
+    failures = [
+        f
+        for raw, event in zip(stored, events, strict=True)
+        for f in checker.check(raw.sequence, raw.subject, event, raw.data)
+    ]
     assert failures == []
     assert checker.signed == 3
-    assert all(r.event.signature for r in loaded.events)
+    assert all(event.signature for event in events)
 
 
 async def test_intake_refuses_unsigned_and_forged_commands(
