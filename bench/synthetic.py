@@ -68,7 +68,7 @@ def synthetic_activities(n: int, seed: int = 0, prefix: str = "S") -> Iterator[A
             countries=places,
             year=rng.choice(YEARS),
             metrics={m: rng.randint(1, 500) for m in rng.sample(_METRICS, rng.randint(1, 2))},
-            source=Source("synthetic", i % 200 + 1),
+            sources=[Source("synthetic", i % 200 + 1)],
         )
 
 

@@ -17,6 +17,7 @@ import msgspec
 from events.envelope import Envelope
 from events.errors import EventDecodeError
 from events.model import SCHEMA_VERSION, event_types
+from events.upcasters import UPCASTERS
 
 __all__ = [
     "HEADER_TYPE",
@@ -122,7 +123,10 @@ class Codec:
             step = self._upcasters.get((kind, version))
             if step is None:
                 raise EventDecodeError(f"no upcaster from {kind} version {version}")
-            body = step(body)
+            try:
+                body = step(body)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise EventDecodeError(f"bad {kind} v{version}: no {exc} where expected") from None
             version += 1
             body["version"] = version
         # Re-encoding lets the typed decoder parse dates and check every field, exactly as it
@@ -130,5 +134,5 @@ class Codec:
         return self._decoders[kind].decode(msgspec.json.encode(body))
 
 
-DEFAULT_CODEC = Codec()
+DEFAULT_CODEC = Codec(UPCASTERS)
 decode = DEFAULT_CODEC.decode

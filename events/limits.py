@@ -59,6 +59,7 @@ __all__ = [
     "MAX_METRICS",
     "MAX_NAME",
     "MAX_PARAGRAPH",
+    "MAX_SOURCES",
     "MAX_PARTNERS",
     "MAX_REASON",
     "MAX_SIGNATURE",
@@ -84,6 +85,8 @@ MAX_FIGURE = 10**10
 """The largest figure a metric may hold: more than the world's population. Projections keep
 figures in millionths in 64-bit integers (at most about 9.2e18), so an unbounded figure would
 overflow them and stop the projector on one event."""
+MAX_SOURCES = 20
+"""Documents and paragraphs that cite one activity."""
 MAX_PARAGRAPH = 100_000
 """The highest paragraph number a source may cite; like figures, it lands in a 64-bit column."""
 MAX_CODE = 64

@@ -1,4 +1,4 @@
-"""The three events of an activity's life, as msgspec Structs (schema version 1).
+"""The three events of an activity's life, as msgspec Structs (schema version 2).
 
 An activity is reported once, revised any number of times, and withdrawn at most once.
 Events are facts in the past tense; nothing here is ever edited or deleted.
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from typing import Literal
+
 from msgspec import UNSET, Struct, UnsetType
 
 __all__ = [
@@ -23,14 +25,22 @@ __all__ = [
     "ActivityWithdrawn",
     "CountryShare",
     "Event",
+    "Role",
     "Source",
     "event_types",
 ]
 
-SCHEMA_VERSION = 1
-"""The version every event type is written at today; older versions are upcast on read."""
+SCHEMA_VERSION = 2
+"""The version every event type is written at today; older versions are upcast on read
+(``events/upcasters.py``). Version 2 gave an activity a list of ``sources`` in place of one
+``source``, an optional ``part_of``, and each country a ``role``."""
 
 Figure = int | float
+
+
+Role = Literal["recipient", "venue"]
+"""What a country is to an activity: one that received the assistance (and counts it in its
+totals), or only the place where it happened."""
 
 
 class CountryShare(Struct, frozen=True, forbid_unknown_fields=True):
@@ -39,7 +49,11 @@ class CountryShare(Struct, frozen=True, forbid_unknown_fields=True):
     country: str
     """ISO 3166-1 alpha-3 code, e.g. ``KAZ``."""
     share: float | None = None
-    """Percent of the activity's figures that belong to this country; all or none are given."""
+    """Percent of the activity's figures that belong to this country; all or none of the
+    recipients have one."""
+    role: Role = "recipient"
+    """``venue`` for a country that only hosted the activity: it shows on the activity, and
+    counts the activity in none of its totals."""
 
 
 class Source(Struct, frozen=True, forbid_unknown_fields=True):
@@ -76,8 +90,11 @@ class ActivityReported(Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Figures by metric name (metric catalogue), e.g. ``{"people_trained": 571}``."""
     partners: list[str] = []
     """Partner organisations, as named by the office."""
-    source: Source | None = None
-    """Where the figures were published."""
+    sources: list[Source] = []
+    """Where the activity is reported: every document and paragraph that cites it."""
+    part_of: str | None = None
+    """The activity whose figures already include this one's (a programme's cumulative
+    figures and one of its initiatives): its figures then count once, in that activity."""
     notes: str = ""
     """Remarks on the record itself, e.g. that the year was inferred from context."""
 
@@ -96,7 +113,8 @@ class ActivityChanges(Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     metrics: dict[str, Figure] | UnsetType = UNSET
     """The whole new metrics mapping, not a delta: a metric left out is dropped."""
     partners: list[str] | UnsetType = UNSET
-    source: Source | UnsetType | None = UNSET
+    sources: list[Source] | UnsetType = UNSET
+    part_of: str | UnsetType | None = UNSET
     notes: str | UnsetType = UNSET
 
     def as_dict(self) -> dict[str, object]:

@@ -27,10 +27,11 @@ from events.limits import (
     MAX_PARAGRAPH,
     MAX_PARTNERS,
     MAX_REASON,
+    MAX_SOURCES,
     MAX_TEXT,
     MAX_TITLE,
 )
-from events.model import ActivityReported, CountryShare
+from events.model import ActivityReported, CountryShare, Source
 from events.reference import FIRST_YEAR, Reference, latest_year
 from events.subjects import is_token
 
@@ -85,12 +86,15 @@ def check_reported(
     _check_length(issues, "summary", event.summary, MAX_TEXT)
     _check_length(issues, "notes", event.notes, MAX_TEXT)
     _check_partners(event.partners, issues)
-    paragraph = event.source.paragraph if event.source is not None else None
-    if paragraph is not None and not 0 <= paragraph <= MAX_PARAGRAPH:
+    _check_sources(event.sources, issues)
+    if event.part_of is not None and (
+        not is_token(event.part_of) or event.part_of == event.activity_id
+    ):
         issues.append(
             FieldIssue(
-                "source.paragraph",
-                f"{_shown(paragraph)} is not a paragraph number; give 0 to {MAX_PARAGRAPH:,}",
+                "part_of",
+                f"{_shown(event.part_of)} is no other activity's id; give the id of the "
+                "activity whose figures include this one's",
             )
         )
 
@@ -194,6 +198,30 @@ def _is_figure(value: object) -> bool:
     return 0 <= value <= MAX_FIGURE
 
 
+def _check_sources(sources: list[Source], issues: list[FieldIssue]) -> None:
+    if len(sources) > MAX_SOURCES:
+        issues.append(
+            FieldIssue("sources", f"{len(sources):,} sources; at most {MAX_SOURCES} are accepted")
+        )
+        return
+    seen: set[tuple[str, int | None]] = set()
+    for i, source in enumerate(sources):
+        if not source.document.strip():
+            issues.append(FieldIssue(f"sources.{i}.document", "the document is empty; name it"))
+        _check_length(issues, f"sources.{i}.document", source.document, MAX_NAME)
+        paragraph = source.paragraph
+        if paragraph is not None and not 0 <= paragraph <= MAX_PARAGRAPH:
+            issues.append(
+                FieldIssue(
+                    f"sources.{i}.paragraph",
+                    f"{_shown(paragraph)} is not a paragraph number; give 0 to {MAX_PARAGRAPH:,}",
+                )
+            )
+        if (source.document, paragraph) in seen:
+            issues.append(FieldIssue(f"sources.{i}", "this source is listed twice"))
+        seen.add((source.document, paragraph))
+
+
 def _check_countries(
     countries: list[CountryShare], ref: Reference, issues: list[FieldIssue]
 ) -> list[CountryShare]:
@@ -222,19 +250,29 @@ def _check_countries(
         if code in seen:
             issues.append(FieldIssue(f"countries.{i}.country", f"{code} is listed twice"))
         seen.add(code)
-        if item.share is not None and not _is_share(item.share):
+        if item.role == "venue" and item.share is not None:
+            issues.append(
+                FieldIssue(
+                    f"countries.{i}.share",
+                    "a venue takes no share: it only hosted the activity; give shares to "
+                    "the recipients only",
+                )
+            )
+        elif item.share is not None and not _is_share(item.share):
             issues.append(
                 FieldIssue(
                     f"countries.{i}.share",
                     f"share {_shown(item.share)} must be above 0 and at most 100",
                 )
             )
-        resolved.append(CountryShare(country=code, share=item.share))
+        resolved.append(CountryShare(country=code, share=item.share, role=item.role))
 
-    shares = [c.share for c in countries]
+    shares = [c.share for c in countries if c.role == "recipient"]
     given = [s for s in shares if s is not None]
     if given and len(given) != len(shares):
-        issues.append(FieldIssue("countries", "give a share for every country or for none"))
+        issues.append(
+            FieldIssue("countries", "give a share for every recipient country or for none")
+        )
     elif given and all(_is_share(s) for s in given) and abs(sum(given) - 100) > _SHARE_TOLERANCE:
         issues.append(
             FieldIssue("countries", f"shares add up to {sum(given):g}, not 100; correct them")

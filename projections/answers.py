@@ -25,6 +25,7 @@ __all__ = [
     "ProvenanceItem",
     "Reported",
     "ReportedFigure",
+    "SourceRef",
     "Status",
     "Summary",
 ]
@@ -138,6 +139,16 @@ class Place(Struct, frozen=True):
 
     country: str
     share: float | None = None
+    role: str = "recipient"
+    """``recipient``, or ``venue`` for a country that only hosted the activity: it counts
+    the activity in none of its figures."""
+
+
+class SourceRef(Struct, frozen=True):
+    """A document, and the paragraph of it, that reports the activity."""
+
+    document: str
+    paragraph: int | None = None
 
 
 class ActivityItem(Struct, frozen=True, kw_only=True):
@@ -185,8 +196,12 @@ class ActivityDetail(Struct, frozen=True, kw_only=True):
     metrics: dict[str, float]
     multi_country: bool
     partners: list[str]
-    source_document: str | None
-    source_paragraph: int | None
+    sources: list[SourceRef]
+    """Every document and paragraph that reports the activity."""
+    part_of: str | None
+    """The activity whose figures include this one's: its own count only there."""
+    parts: list[str]
+    """The activities that are part of this one: their figures are in this one's."""
     notes: str
     status: str
     withdraw_reason: str

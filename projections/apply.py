@@ -35,6 +35,7 @@ from projections.fold import (
     decode_state,
     encode_state,
     fold_state,
+    is_listed_only,
     net_deltas,
     reported_figures,
 )
@@ -120,8 +121,8 @@ _ACTIVITY_COLUMNS = (
     "metrics",
     "multi_country",
     "partners",
-    "source_document",
-    "source_paragraph",
+    "sources",
+    "part_of",
     "notes",
     "status",
     "version",
@@ -398,7 +399,7 @@ def _place_rows(activity_id: str, current: Folded) -> list[tuple[Any, ...]]:
     activity = state.activity
     places = activity.countries
     status = "withdrawn" if state.withdrawn else "active"
-    multi = int(len(places) > 1 and all(place.share is None for place in places))
+    multi = is_listed_only(activity)
     shares = {place.country: place.share for place in places}
     return [
         (
@@ -421,7 +422,6 @@ def _activity_row(activity_id: str, current: Folded) -> tuple[Any, ...]:
     state = current.state
     activity = state.activity
     places = activity.countries
-    source = activity.source
     return (
         activity_id,
         activity.office,
@@ -434,10 +434,10 @@ def _activity_row(activity_id: str, current: Folded) -> tuple[Any, ...]:
         activity.end_date.isoformat() if activity.end_date else None,
         _json.encode(places).decode(),
         _json.encode(activity.metrics).decode(),
-        int(len(places) > 1 and all(place.share is None for place in places)),
+        is_listed_only(activity),
         _json.encode(activity.partners).decode(),
-        source.document if source else None,
-        source.paragraph if source else None,
+        _json.encode(activity.sources).decode(),
+        activity.part_of,
         activity.notes,
         "withdrawn" if state.withdrawn else "active",
         state.version,

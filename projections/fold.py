@@ -23,7 +23,10 @@ The rules (docs/design.md, "Counting rules"):
 - only figures of ``sum`` metrics are added up; a ``max`` or ``none`` metric counts the
   activities that report it, and its figures are kept apart (:func:`reported_figures`), one
   per activity, for the answers to take the largest or to list (events/metrics.py);
-- a figure reported in another unit of a metric counts under that metric, converted exactly.
+- a figure reported in another unit of a metric counts under that metric, converted exactly;
+- a venue (a country that only hosted the activity) counts in none of its totals;
+- an activity that is ``part_of`` another counts as an activity, but its figures count only
+  in the other's, which already include them.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "decode_state",
     "encode_state",
     "fold_state",
+    "is_listed_only",
     "net_deltas",
     "reported_figures",
     "to_micros",
@@ -101,13 +105,14 @@ def to_micros(value: float) -> int:
 
 
 def allocations(activity: ActivityReported) -> list[tuple[str, float | None]]:
-    """Each country with the percent of the figures it gets; ``None`` means listed only.
+    """Each recipient country with the percent of the figures it gets; ``None`` means listed
+    only. A venue (a country that only hosted the activity) gets nothing and is not listed.
 
-    :raises FoldError: when shares are given for some countries but not all, or a country
+    :raises FoldError: when shares are given for some recipients but not all, or a country
         appears twice.
     """
     places = activity.countries
-    if len(places) == 1:
+    if len(places) == 1 and places[0].role == "recipient":
         # Most activities have one country (85% in bench/synthetic.py): skip the checks,
         # which cost more than the rest of the fold of such an activity.
         share = places[0].share
@@ -115,14 +120,22 @@ def allocations(activity: ActivityReported) -> list[tuple[str, float | None]]:
     codes = [place.country for place in places]
     if len(set(codes)) != len(codes):
         raise FoldError(f"activity {activity.activity_id!r} names a country twice")
-    shares = [place.share for place in places if place.share is not None]
+    recipients = [place for place in places if place.role == "recipient"]
+    shares = [place.share for place in recipients if place.share is not None]
     if not shares:
-        if len(places) == 1:
-            return [(codes[0], 100.0)]
-        return [(code, None) for code in codes]
-    if len(shares) != len(places):
+        if len(recipients) == 1:
+            return [(recipients[0].country, 100.0)]
+        return [(place.country, None) for place in recipients]
+    if len(shares) != len(recipients):
         raise FoldError(f"activity {activity.activity_id!r} gives shares for only some countries")
-    return [(code, float(share)) for code, share in zip(codes, shares, strict=True)]
+    return [(place.country, float(place.share or 0)) for place in recipients]
+
+
+def is_listed_only(activity: ActivityReported) -> int:
+    """1 when the activity has several recipients and no shares: it is listed under each
+    and counts in none of their totals; else 0."""
+    recipients = [place for place in activity.countries if place.role == "recipient"]
+    return int(len(recipients) > 1 and all(place.share is None for place in recipients))
 
 
 def allocate(micros: int, percent: float) -> int:
@@ -208,8 +221,12 @@ def counted_figures(activity: ActivityReported) -> dict[str, tuple[int, bool]]:
     its unit, each with whether it is summed (events/metrics.py).
 
     A figure reported in another unit of a metric (tons for kilograms) is converted exactly:
-    its millionths times the integer factor.
+    its millionths times the integer factor. An activity that is part of another has none:
+    the other's figures include its own.
     """
+    if activity.part_of is not None:
+        # Its figures are already in the activity it is part of: they count there, once.
+        return {}
     rules = metric_rules()
     out: dict[str, tuple[int, bool]] = {}
     for metric, value in activity.metrics.items():

@@ -36,6 +36,7 @@ from projections.answers import (
     ProvenanceItem,
     Reported,
     ReportedFigure,
+    SourceRef,
     Status,
     Summary,
 )
@@ -90,6 +91,7 @@ _metrics = msgspec.json.Decoder(dict[str, float])
 _ids = msgspec.json.Decoder(list[str])
 _strings = msgspec.json.Decoder(list[str])
 _figures = msgspec.json.Decoder(dict[str, int])
+_sources = msgspec.json.Decoder(list[SourceRef])
 
 
 # -- parameters --------------------------------------------------------------------------------
@@ -620,9 +622,9 @@ def get_activity(conn: sqlite3.Connection, activity_id: str) -> ActivityDetail:
     with _snapshot(conn):
         row = conn.execute(
             "SELECT activity_id, office, programme, kind, title, summary, year, start_date, "
-            "end_date, countries, metrics, multi_country, partners, source_document, "
-            "source_paragraph, notes, status, version, last_sequence, last_event_id, event_ids, "
-            "state FROM activities WHERE activity_id = ?",
+            "end_date, countries, metrics, multi_country, partners, sources, part_of, notes, "
+            "status, version, last_sequence, last_event_id, event_ids, state "
+            "FROM activities WHERE activity_id = ?",
             (activity_id,),
         ).fetchone()
         if row is None:
@@ -646,8 +648,15 @@ def get_activity(conn: sqlite3.Connection, activity_id: str) -> ActivityDetail:
             metrics=_metrics.decode(row[10]),
             multi_country=bool(row[11]),
             partners=_strings.decode(row[12]),
-            source_document=row[13],
-            source_paragraph=row[14],
+            sources=_sources.decode(row[13]),
+            part_of=row[14],
+            parts=[
+                part
+                for (part,) in conn.execute(
+                    "SELECT activity_id FROM activities WHERE part_of = ? ORDER BY activity_id",
+                    (activity_id,),
+                )
+            ],
             notes=row[15],
             status=row[16],
             withdraw_reason=decode_state(row[21]).withdraw_reason,

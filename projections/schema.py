@@ -24,7 +24,7 @@ __all__ = [
     "table_names",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Stored as ``PRAGMA user_version``; a different one means: rebuild."""
 
 PROJECTION = "ledger"
@@ -48,12 +48,12 @@ CREATE TABLE IF NOT EXISTS activities (
     year INTEGER NOT NULL,
     start_date TEXT,              -- ISO date or NULL
     end_date TEXT,
-    countries TEXT NOT NULL,      -- JSON: [{"country": "KAZ", "share": null}, ...]
+    countries TEXT NOT NULL,      -- JSON: [{"country": "KAZ", "share": null, "role": ...}, ...]
     metrics TEXT NOT NULL,        -- JSON: {"people_trained": 571}
-    multi_country INTEGER NOT NULL,  -- 1: several countries without shares (listed, not counted)
+    multi_country INTEGER NOT NULL,  -- 1: several recipients without shares (listed only)
     partners TEXT NOT NULL,       -- JSON list of names
-    source_document TEXT,
-    source_paragraph INTEGER,
+    sources TEXT NOT NULL,        -- JSON: [{"document": "A/76/119", "paragraph": 30}, ...]
+    part_of TEXT,                 -- the activity whose figures include this one's, if any
     notes TEXT NOT NULL,
     status TEXT NOT NULL,         -- active | withdrawn
     version INTEGER NOT NULL,
@@ -110,6 +110,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS activities_programme ON activities (programme, year);
 CREATE INDEX IF NOT EXISTS activities_year ON activities (year);
+CREATE INDEX IF NOT EXISTS activities_parts ON activities (part_of) WHERE part_of IS NOT NULL;
 CREATE INDEX IF NOT EXISTS activities_listed_programme ON activities (programme, activity_id, year)
     WHERE status = 'active' AND multi_country = 1;
 CREATE INDEX IF NOT EXISTS activities_listed_year ON activities (year, activity_id)

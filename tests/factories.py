@@ -26,7 +26,7 @@ def make_reported(**overrides: Any) -> ActivityReported:
         "countries": [CountryShare("KAZ")],
         "year": 2020,
         "metrics": {"people_trained": 571},
-        "source": Source("SG report 2021 (A/76, item 109)", 30),
+        "sources": [Source("SG report 2021 (A/76, item 109)", 30)],
     }
     fields.update(overrides)
     return ActivityReported(**fields)
@@ -49,3 +49,10 @@ def make_withdrawn(activity_id: str = "KAZ-TRAINING-1") -> ActivityWithdrawn:
 def sealed(payload: Any, office: str = "HQ", prev: str = "", **kwargs: Any) -> Envelope[Any]:
     """The payload in an envelope, as intake would write it."""
     return seal(payload, office=office, actor="test@example.org", prev=prev, **kwargs)
+
+
+def dataset_records() -> list[ActivityReported]:
+    """The records of data/activities.jsonl, read as `ledger import` reads them."""
+    from services.cli.demo import read_dataset
+
+    return read_dataset()

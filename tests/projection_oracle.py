@@ -28,10 +28,18 @@ OTHER_UNITS = {"cocaine_seized_tons": ("cocaine_seized_kg", 1000)}
 """Metrics that are another metric in another unit: (that metric, its units per this unit)."""
 
 
-def counted(metrics: dict[str, float]) -> dict[str, int]:
-    """An activity's figures by the metric they count as, in millionths of its unit."""
+def _recipients(countries: list[Any]) -> list[tuple[str, float | None]]:
+    """The countries that count an activity: venues only hosted it."""
+    return [(c.country, c.share) for c in countries if c.role == "recipient"]
+
+
+def counted(fields: dict[str, Any]) -> dict[str, int]:
+    """An activity's figures by the metric they count as, in millionths of its unit; none
+    for an activity that is part of another (they are in the other's figures)."""
     out: dict[str, int] = {}
-    for metric, value in metrics.items():
+    if fields["part_of"] is not None:
+        return out
+    for metric, value in fields["metrics"].items():
         name, factor = OTHER_UNITS.get(metric, (metric, 1))
         out[name] = out.get(name, 0) + round(value * 1_000_000) * factor
     return out
@@ -61,8 +69,9 @@ def replay_activities(events: list[tuple[int, Envelope[Any]]]) -> dict[str, dict
                 "fields": {
                     "programme": payload.programme,
                     "year": payload.year,
-                    "countries": [(c.country, c.share) for c in payload.countries],
+                    "countries": _recipients(payload.countries),
                     "metrics": dict(payload.metrics),
+                    "part_of": payload.part_of,
                 },
                 "status": "active",
                 "version": 0,
@@ -74,7 +83,7 @@ def replay_activities(events: list[tuple[int, Envelope[Any]]]) -> dict[str, dict
         elif isinstance(payload, ActivityRevised):
             for name, value in payload.changes.as_dict().items():
                 if name == "countries":
-                    value = [(c.country, c.share) for c in value]
+                    value = _recipients(value)
                 if name in current["fields"]:
                     current["fields"][name] = value
         elif isinstance(payload, ActivityWithdrawn):
@@ -88,7 +97,7 @@ def replay_activities(events: list[tuple[int, Envelope[Any]]]) -> dict[str, dict
 def _contributions(fields: dict[str, Any]) -> list[tuple[dict[str, Any], str, int, int, int]]:
     """(key columns, metric, micros, counted, listed) for one active activity."""
     out = []
-    figures = [("*", 1_000_000), *counted(fields["metrics"]).items()]
+    figures = [("*", 1_000_000), *counted(fields).items()]
     countries = fields["countries"]
     for metric, micros in figures:
         if metric in NOT_SUMMED:
@@ -199,7 +208,7 @@ def expected_reported(activities: dict[str, dict[str, Any]]) -> list[tuple[Any, 
         countries = fields["countries"]
         listed_only = len(countries) > 1 and all(share is None for _, share in countries)
         places = ["", *([] if listed_only else [country for country, _ in countries])]
-        for metric, micros in counted(fields["metrics"]).items():
+        for metric, micros in counted(fields).items():
             if metric in NOT_SUMMED:
                 rows += [
                     (metric, place, activity_id, fields["programme"], fields["year"], micros)
@@ -216,7 +225,7 @@ def _country_figures(fields: dict[str, Any], share: float | None) -> dict[str, i
         return {}
     return {
         metric: micros if share is None or metric in NOT_SUMMED else round(micros * share / 100)
-        for metric, micros in counted(fields["metrics"]).items()
+        for metric, micros in counted(fields).items()
     }
 
 

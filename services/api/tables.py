@@ -64,7 +64,15 @@ def _cell(value: Any) -> Any:
         for item in value:
             if isinstance(item, dict) and "country" in item:
                 share = item.get("share")
-                parts.append(item["country"] if share is None else f"{item['country']}:{share:g}")
+                if item.get("role") == "venue":
+                    parts.append(f"{item['country']}:venue")
+                else:
+                    parts.append(
+                        item["country"] if share is None else f"{item['country']}:{share:g}"
+                    )
+            elif isinstance(item, dict) and "document" in item:
+                paragraph = item.get("paragraph")
+                parts.append(item["document"] + ("" if paragraph is None else f" para {paragraph}"))
             else:
                 parts.append(str(item))
         return ";".join(parts)

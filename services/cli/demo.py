@@ -1,23 +1,27 @@
 """``ledger demo``: the seed report goes into the ledger through intake, and its story comes out.
 
 It starts the stack (or uses the one ``ledger up`` runs on the same data directory), gives the
-report's offices signing keys, imports ``data/activities.jsonl`` through intake, waits until the
-projection has caught up, and prints a short report: the countries with most activities, the
-programmes with their main figures, the totals per year, and one figure traced back to the
-paragraphs it comes from. It then keeps serving the API and the dashboard until Ctrl-C, unless
-told not to. Running it again stores nothing new: the import is idempotent.
+report's offices signing keys, imports ``data/activities.jsonl`` through intake, sends the
+revisions of ``data/revisions.jsonl`` after it, waits until the projection has caught up, and
+prints a short report: the countries with most activities, the programmes with their main
+figures, the totals per year, and one figure traced back to the paragraphs it comes from. It
+then keeps serving the API and the dashboard until Ctrl-C, unless told not to. Running it
+again stores nothing new: the import and the revisions are idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from events.errors import LedgerError
 from events.model import ActivityReported
 from events.reference import load_reference
 from events.store import EventStore
@@ -28,7 +32,12 @@ from projections.db import live_path, open_reader, resolve
 from services.api.server import ApiServer
 from services.bootstrap import run_stack, stack_components
 from services.client.errors import IntakeUnavailableError
-from services.client.importer import ImportSummary, import_file
+from services.client.importer import (
+    DEFAULT_MAX_LINE_BYTES,
+    ImportSummary,
+    import_file,
+    read_records,
+)
 from services.client.office import OfficeClient
 from services.infra.access import credentials_for
 from services.infra.config import Settings
@@ -36,7 +45,7 @@ from services.infra.office_keys import create_office_key, office_seeds
 from services.infra.runtime import Runtime, read_runtime
 from services.infra.stack import connect
 
-__all__ = ["DATASET", "read_dataset", "run_demo"]
+__all__ = ["DATASET", "REVISIONS", "SeedRevision", "read_dataset", "read_revisions", "run_demo"]
 
 DATASET = Path(__file__).resolve().parents[2] / "data" / "activities.jsonl"
 """The report's activities, one JSON object a line, in the import format."""
@@ -47,12 +56,62 @@ summed (events/metrics.py), so it has no total to show."""
 _CATCH_UP_SECONDS = 30.0
 
 
+REVISIONS = DATASET.with_name("revisions.jsonl")
+"""Revisions of the seed's activities, one JSON object a line (``activity_id``, ``changes``,
+``reason``): what schema version 2 lets the ledger say that version 1 could not (venues,
+several sources, one activity part of another). The dataset is imported as it was first
+transcribed, and these follow through intake, each with its reason, as an office would send
+them: history is never rewritten."""
+
+
+class SeedRevision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One line of :data:`REVISIONS`."""
+
+    activity_id: str
+    changes: dict[str, Any]
+    reason: str
+
+
 def read_dataset(path: Path = DATASET) -> list[ActivityReported]:
-    """The activities of the dataset file, checked against the reference data."""
+    """The activities of the dataset file, read as `ledger import` reads them, and checked
+    against the reference data.
+
+    :raises ValueError: naming the line, when one cannot be read.
+    """
     ref = load_reference()
-    decoder = msgspec.json.Decoder(ActivityReported)
-    lines = path.read_bytes().splitlines()
-    return [check_reported(decoder.decode(line), ref) for line in lines if line.strip()]
+    with path.open("rb") as stream:
+        found = list(
+            read_records(stream, path, csv_format=False, max_line_bytes=DEFAULT_MAX_LINE_BYTES)
+        )
+    for number, record in found:
+        if not isinstance(record, ActivityReported):
+            raise ValueError(f"{path}:{number}: {record.message}")
+    return [
+        check_reported(record, ref) for _, record in found if isinstance(record, ActivityReported)
+    ]
+
+
+def read_revisions(path: Path = REVISIONS) -> list[SeedRevision]:
+    """The seed's revisions, in order."""
+    decoder = msgspec.json.Decoder(SeedRevision)
+    return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+async def _revise(client: OfficeClient, console: Console) -> int:
+    """Send the seed's revisions; each one's command id comes from its line, so a second run
+    of the demo finds them applied and changes nothing. Returns how many were new."""
+    applied = 0
+    for revision in read_revisions():
+        line = msgspec.json.encode(revision, order="sorted")
+        command_id = "seed-revision-" + hashlib.sha256(line).hexdigest()[:40]
+        try:
+            await client.revise(
+                revision.activity_id, revision.changes, revision.reason, command_id=command_id
+            )
+            applied += 1
+        except LedgerError as exc:
+            console.print(f"  revision of {revision.activity_id}: {exc}")
+    return applied
 
 
 async def run_demo(
@@ -126,13 +185,14 @@ async def _import_and_report(settings: Settings, nats_url: str, console: Console
             nc, None, settings.namespace, actor="demo", seeds=office_seeds(settings.data_dir)
         )
         summary = await _import(client, console)
+        revised = await _revise(client, console)
         last = await EventStore(nc, settings.namespace).last_sequence()
     finally:
         await nc.close()
     console.print(
         f"Imported {DATASET.name} through intake, signed by {', '.join(offices)}: "
         f"{summary.accepted} new, {summary.already_present} already present, "
-        f"{summary.rejected} rejected."
+        f"{summary.rejected} rejected; {revised} revisions from {REVISIONS.name}."
     )
     live = live_path(settings.data_dir)
     await _wait_for_projection(live, last)
@@ -238,7 +298,7 @@ def _print_provenance(conn: sqlite3.Connection, programmes: list[Cell], console:
     )
     for item in best.items:
         detail = queries.get_activity(conn, item.activity_id)
-        where = f"{detail.source_document}, para. {detail.source_paragraph}"
+        where = "; ".join(f"{s.document}, para. {s.paragraph}" for s in detail.sources) or "-"
         console.print(
             f"  {item.value:>8,.0f}  {item.activity_id}: {item.title}  [{where}; "
             f"event …{item.last_event_id[-12:]}]"

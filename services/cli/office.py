@@ -139,8 +139,9 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
             )
         path = path.strip()
         if path.startswith("source."):
-            source = changes.setdefault("source", {})
-            source[path.removeprefix("source.")] = parse_field(path, text)
+            # One source, as a shorthand: the revision's whole list of sources is that one.
+            sources = changes.setdefault("sources", [{}])
+            sources[0][path.removeprefix("source.")] = parse_field(path, text)
         else:
             changes[path] = parse_field(path, text)
     return changes

@@ -37,7 +37,8 @@ def parse_number(text: str, field: str) -> int | float:
 
 
 def parse_countries(text: str, field: str = "countries") -> list[dict[str, Any]]:
-    """Countries as ``KAZ;UZB`` (no shares) or ``KAZ:60;UZB:40`` (shares in percent).
+    """Countries as ``KAZ;UZB`` (no shares) or ``KAZ:60;UZB:40`` (shares in percent); a
+    country that only hosted the activity is ``AUT:venue``.
 
     :raises InvalidEventError: when a share is not a number.
     """
@@ -47,7 +48,9 @@ def parse_countries(text: str, field: str = "countries") -> list[dict[str, Any]]
             continue
         name, sep, share = item.rpartition(":") if ":" in item else (item, "", "")
         entry: dict[str, Any] = {"country": name.strip()}
-        if sep:
+        if sep and share.strip().lower() == "venue":
+            entry["role"] = "venue"
+        elif sep:
             entry["share"] = float(parse_number(share, f"{field}.{i}.share"))
         countries.append(entry)
     return countries
@@ -58,7 +61,7 @@ def parse_field(path: str, text: str) -> Any:
 
     ``metrics.<name>`` is a number (empty or ``null`` removes it), ``countries`` and
     ``partners`` are lists, ``year`` and ``source.paragraph`` are whole numbers, dates and the
-    other fields are kept as text; ``source`` may be JSON.
+    other fields are kept as text; ``sources`` is JSON.
 
     :raises InvalidEventError: naming ``path`` when the text cannot be that field.
     """
@@ -78,7 +81,7 @@ def parse_field(path: str, text: str) -> Any:
         return number
     if path in ("start_date", "end_date"):
         return stripped or None
-    if path in ("metrics", "source"):
+    if path in ("metrics", "sources"):
         try:
             return msgspec.json.decode(stripped or "null")
         except msgspec.DecodeError:
@@ -90,5 +93,5 @@ def parse_field(path: str, text: str) -> Any:
 
 _EXAMPLES = {
     "metrics": '{"people_trained": 600}',
-    "source": '{"document": "A/76/119", "paragraph": 30}',
+    "sources": '[{"document": "A/76/119", "paragraph": 30}]',
 }

@@ -10,9 +10,10 @@ those lines as already present.
 CSV layout (one record per line, header first, UTF-8)::
 
     activity_id,office,programme,kind,title,summary,countries,year,start_date,end_date,
-    partners,source.document,source.paragraph,notes,metric.<name>...
+    partners,source.document,source.paragraph,part_of,notes,metric.<name>...
 
-``countries`` is ``KAZ;UZB`` or ``KAZ:60;UZB:40`` (shares in percent), ``partners`` is
+``countries`` is ``KAZ;UZB`` or ``KAZ:60;UZB:40`` (shares in percent), with ``:venue`` after
+a country that only hosted the activity (``AUT:venue;KAZ``), ``partners`` is
 ``UNDP;WHO``, and each ``metric.<name>`` column holds one figure (empty: not reported). Only
 ``activity_id``, ``office``, ``programme``, ``kind``, ``title`` and ``year`` are required.
 """
@@ -35,6 +36,7 @@ from events.envelope import utc_now
 from events.errors import FieldIssue, InvalidEventError, LedgerError
 from events.model import ActivityReported
 from events.reference import load_reference
+from events.upcasters import sources_of
 from services.client.errors import IntakeUnavailableError
 from services.client.fields import parse_field
 from services.client.office import OfficeClient
@@ -69,6 +71,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "partners",
     "source.document",
     "source.paragraph",
+    "part_of",
     "notes",
 )
 """The CSV columns besides ``metric.<name>``, in the suggested order."""
@@ -194,6 +197,13 @@ _json_decoder = msgspec.json.Decoder(ActivityReported)
 
 def _json_line(number: int, text: str) -> Record:
     try:
+        if '"source"' in text:
+            # A line in the form of schema version 1 (one ``source``), as
+            # data/activities.jsonl has it: read it as version 2, as stored events are.
+            fields = msgspec.json.decode(text)
+            if isinstance(fields, dict):
+                sources_of(fields)
+                text = msgspec.json.encode(fields).decode()
         return _json_decoder.decode(text)
     except msgspec.ValidationError as exc:
         path, message = split_validation_error(exc)
@@ -270,7 +280,7 @@ def _row_data(header: list[str], cells: list[str]) -> dict[str, Any]:
         elif value not in (None, "") or name in _REQUIRED:
             data[name] = value
     if source:
-        data["source"] = source
+        data["sources"] = [source]
     return data
 
 

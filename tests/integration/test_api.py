@@ -158,7 +158,7 @@ def test_one_activity(client: TestClient):
     assert body["as_of"] == AS_OF
     assert body["summary"] == "Judges and prosecutors trained on asset recovery."
     assert (body["start_date"], body["partners"]) == ("2020-03-02", ["OSCE"])
-    assert body["source_paragraph"] == 30
+    assert body["sources"] == [{"document": "SG report 2021 (A/76, item 109)", "paragraph": 30}]
 
 
 def test_provenance_sums_equal_every_total(client: TestClient):

@@ -44,7 +44,7 @@ def test_every_event_type_round_trips(payload: Any) -> None:
 
 def test_type_and_version_travel_in_headers() -> None:
     event = sealed(make_withdrawn())
-    assert headers_for(event) == {HEADER_TYPE: "ActivityWithdrawn", HEADER_VERSION: "1"}
+    assert headers_for(event) == {HEADER_TYPE: "ActivityWithdrawn", HEADER_VERSION: "2"}
 
 
 def test_decoding_without_headers_reads_the_type_from_the_body() -> None:
@@ -83,8 +83,8 @@ def test_an_old_version_is_upcast_on_read() -> None:
 
 
 def test_a_version_without_an_upcaster_is_refused_clearly() -> None:
-    codec = Codec(current={"ActivityReported": 2})
-    with pytest.raises(EventDecodeError, match="no upcaster from ActivityReported version 1"):
+    codec = Codec(current={"ActivityReported": 3})
+    with pytest.raises(EventDecodeError, match="no upcaster from ActivityReported version 2"):
         codec.decode(encode(sealed(make_reported())))
 
 
@@ -140,9 +140,10 @@ _reported = st.builds(
     end_date=_dates,
     metrics=_metrics,
     partners=st.lists(_text, max_size=2),
-    source=st.one_of(
-        st.none(), st.builds(Source, _text, st.one_of(st.none(), st.integers(1, 200)))
+    sources=st.lists(
+        st.builds(Source, _text, st.one_of(st.none(), st.integers(1, 200))), max_size=2
     ),
+    part_of=st.one_of(st.none(), st.just("P-1")),
     notes=_text,
 )
 _revised = st.builds(
@@ -201,3 +202,33 @@ def test_an_event_stored_before_the_limits_still_decodes() -> None:
     decoded = decode(encode(envelope))
     assert (len(decoded.payload.title), len(decoded.payload.partners)) == (300_000, 20_000)
     assert len(decoded.actor) == 100_000
+
+
+def test_version_1_events_read_as_version_2() -> None:
+    doc = {"document": "A/76/119", "paragraph": 30}
+    reported = msgspec.to_builtins(sealed(make_reported()))
+    reported["version"] = 1
+    payload = reported["payload"]
+    del payload["sources"], payload["part_of"]
+    payload["source"] = doc
+    for place in payload["countries"]:
+        del place["role"]
+    upcast = decode(
+        msgspec.json.encode(reported), {HEADER_TYPE: "ActivityReported", HEADER_VERSION: "1"}
+    )
+    assert upcast.version == 2
+    assert [(s.document, s.paragraph) for s in upcast.payload.sources] == [("A/76/119", 30)]
+    assert (upcast.payload.part_of, upcast.payload.countries[0].role) == (None, "recipient")
+
+    revised = msgspec.to_builtins(sealed(make_revised(year=2021)))
+    revised["version"] = 1
+    revised["payload"]["changes"]["source"] = None  # a v1 revision that removed the source
+    back = decode(msgspec.json.encode(revised))
+    assert back.payload.changes.sources == []
+    assert back.payload.changes.year == 2021
+
+
+def test_a_version_1_body_without_a_payload_is_refused_clearly() -> None:
+    body = msgspec.json.encode({"type": "ActivityReported", "version": 1, "event_id": "x"})
+    with pytest.raises(EventDecodeError, match="bad ActivityReported v1"):
+        decode(body)

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
 
 from events.codec import encode, headers_for
 from events.metrics import metric_rules, rule_of
-from events.model import ActivityReported, CountryShare
+from events.model import ActivityChanges, ActivityRevised, CountryShare
 from events.reference import load_reference
 from events.stored import RawMessage
 from projections import queries
 from projections.apply import Applier
 from projections.db import open_writer
 from projections.fold import MICROS, counted_figures
-from services.cli.demo import DATASET
-from tests.factories import make_reported, sealed
+from services.cli.demo import DATASET, read_revisions
+from tests.factories import dataset_records, make_reported, sealed
 
 COUNTRY_COUNTS = ("countries_assisted", "countries_reached", "countries_represented")
 
@@ -63,12 +64,12 @@ def conn() -> Iterator[sqlite3.Connection]:
     conn.close()
 
 
-def apply(conn: sqlite3.Connection, payloads: list[ActivityReported]) -> None:
+def apply(conn: sqlite3.Connection, payloads: list[Any]) -> None:
     applier = Applier(conn)
     messages = []
     for sequence, payload in enumerate(payloads, start=1):
         envelope = sealed(payload)
-        subject = f"ledger.activity.{payload.office}.{payload.activity_id}"
+        subject = f"ledger.activity.HQ.{payload.activity_id}"
         messages.append(
             RawMessage(sequence, subject, sequence * 1000, headers_for(envelope), encode(envelope))
         )
@@ -155,10 +156,19 @@ def test_a_withdrawn_or_revised_figure_leaves_the_list(conn: sqlite3.Connection)
 
 @pytest.fixture(scope="module")
 def seed() -> Iterator[sqlite3.Connection]:
-    decoder = msgspec.json.Decoder(ActivityReported)
-    payloads = [decoder.decode(line) for line in DATASET.read_bytes().splitlines() if line.strip()]
+    """The seed report's activities, then its revisions (data/revisions.jsonl), applied."""
+    payloads: list[Any] = dataset_records()
+    payloads += [
+        ActivityRevised(
+            activity_id=r.activity_id,
+            changes=msgspec.convert(r.changes, ActivityChanges),
+            reason=r.reason,
+        )
+        for r in read_revisions()
+    ]
     conn = open_writer(":memory:")  # type: ignore[arg-type]
     apply(conn, payloads)
+    assert conn.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
     yield conn
     conn.close()
 
@@ -222,3 +232,43 @@ def test_provenance_of_a_max_names_its_activity_and_of_a_none_gives_no_total(
     assert [(i.activity_id, i.figure) for i in distinct.items] == [("A", 12.0), ("B", 30.0)]
     # Asked in tons, a seizure is traced under kilograms, its canonical metric.
     assert queries.provenance(conn, metric="cocaine_seized_tons").metric == "cocaine_seized_kg"
+
+
+def test_venues_are_in_no_countrys_totals_but_on_the_activity(seed: sqlite3.Connection) -> None:
+    congress = queries.get_activity(seed, "P004-CONGRESS14")
+    assert [(p.country, p.role) for p in congress.countries] == [("JPN", "venue")]
+    assert congress.metrics["participants"] == 5600  # para 4, as reported
+    japan = queries.country_summary(seed, "JPN")
+    assert japan.totals.get("participants", 0) < 5600
+    assert "P004-CONGRESS14" not in [
+        a.activity_id for a in queries.list_activities(seed, country="JPN").items
+    ]
+    for host, activity in [
+        ("USA", "P083-AHC-CYBERCRIME-ORGANIZATIONAL"),
+        ("ITA", "P079-VENICE-CULTURAL-PROPERTY-EVENT"),
+        ("AUT", "P057-UNTOC-REVIEW-LAUNCH"),
+    ]:
+        places = queries.get_activity(seed, activity).countries
+        assert [(p.country, p.role) for p in places] == [(host, "venue")]
+
+
+def test_a_part_counts_once_in_its_whole(seed: sqlite3.Connection) -> None:
+    # E4J (para 55) is part of the Doha Programme (para 6): 100,000 of its capacity-building
+    # are within the programme's 112,000, so the global figure holds 112,000, not 212,000.
+    e4j = queries.get_activity(seed, "P055-E4J-CAPACITY")
+    assert (e4j.part_of, e4j.metrics["people_trained"]) == ("P006-DOHA-CAPACITY", 100_000)
+    assert queries.get_activity(seed, "P006-DOHA-CAPACITY").parts == ["P055-E4J-CAPACITY"]
+    assert "people_trained" not in queries.programme_summary(seed, "E4J").totals
+    assert queries.programme_summary(seed, "DOHA").totals["people_trained"] == 112_000
+    everything = queries.global_summary(seed).totals["people_trained"]
+    parts = {r.activity_id for r in read_revisions() if "part_of" in r.changes}
+    expected = sum(
+        r.metrics.get("people_trained", 0) for r in dataset_records() if r.activity_id not in parts
+    )
+    assert everything == expected
+    assert expected + 100_000 == sum(r.metrics.get("people_trained", 0) for r in dataset_records())
+
+
+def test_para_62_is_a_second_source_not_a_second_activity(seed: sqlite3.Connection) -> None:
+    sources = queries.get_activity(seed, "P050-IRG11-RESUMED-2").sources
+    assert [s.paragraph for s in sources] == [50, 62]

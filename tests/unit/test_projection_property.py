@@ -61,14 +61,17 @@ metrics = st.dictionaries(st.sampled_from(METRICS), figures, max_size=4)
 @st.composite
 def places(draw: st.DrawFn) -> list[CountryShare]:
     chosen = draw(st.lists(st.sampled_from(COUNTRIES), max_size=3, unique=True))
+    # Now and then one of them only hosted the activity: a venue, which counts it nowhere.
+    venue = chosen.pop() if chosen and draw(st.integers(0, 3)) == 0 else None
+    hosted = [CountryShare(venue, role="venue")] if venue else []
     if len(chosen) < 2 or not draw(st.booleans()):
-        return [CountryShare(c) for c in chosen]
+        return [*hosted, *(CountryShare(c) for c in chosen)]
     cuts = draw(st.lists(st.integers(1, 60), min_size=len(chosen) - 1, max_size=len(chosen) - 1))
     rest = 100 - sum(cuts)
     if rest <= 0:
-        return [CountryShare(c) for c in chosen]
+        return [*hosted, *(CountryShare(c) for c in chosen)]
     shares = [*(float(c) for c in cuts), float(rest)]
-    return [CountryShare(c, s) for c, s in zip(chosen, shares, strict=True)]
+    return [*hosted, *(CountryShare(c, s) for c, s in zip(chosen, shares, strict=True))]
 
 
 @st.composite
@@ -84,6 +87,8 @@ def ledgers(draw: st.DrawFn) -> list[tuple[int, Envelope[Any]]]:
                 year=draw(st.sampled_from(YEARS)),
                 countries=draw(places()),
                 metrics=draw(metrics),
+                # Some are part of another activity: their figures count in that one only.
+                part_of=draw(st.one_of(st.none(), st.none(), st.sampled_from(IDS))),
             )
         elif kind == "revise":
             fields = draw(
@@ -94,6 +99,7 @@ def ledgers(draw: st.DrawFn) -> list[tuple[int, Envelope[Any]]]:
                         "year": st.sampled_from(YEARS),
                         "countries": places(),
                         "metrics": metrics,
+                        "part_of": st.one_of(st.none(), st.sampled_from(IDS)),
                     },
                 )
             )

@@ -264,8 +264,8 @@ def test_activity_item_shows_shares_and_multi_country(read_model):
     items = {i.activity_id: i for i in queries.list_activities(read_model).items}
 
     assert plain(items["CYBER-SHARED"].countries) == [
-        {"country": "KAZ", "share": 60.0},
-        {"country": "UZB", "share": 40.0},
+        {"country": "KAZ", "share": 60.0, "role": "recipient"},
+        {"country": "UZB", "share": 40.0, "role": "recipient"},
     ]
     assert items["MULTI-1"].multi_country is True
     assert items["CYBER-SHARED"].multi_country is False
@@ -279,10 +279,9 @@ def test_get_activity_gives_every_field(read_model):
     assert detail.summary == "Judges and prosecutors trained on asset recovery."
     assert detail.partners == ["OSCE"]
     assert (detail.start_date, detail.end_date) == (dt.date(2020, 3, 2), dt.date(2020, 3, 6))
-    assert (detail.source_document, detail.source_paragraph) == (
-        "SG report 2021 (A/76, item 109)",
-        30,
-    )
+    assert [(s.document, s.paragraph) for s in detail.sources] == [
+        ("SG report 2021 (A/76, item 109)", 30)
+    ]
     assert detail.notes == "from the report"
     assert detail.metrics == {"people_trained": 571}
     assert (detail.status, detail.version, len(detail.event_ids)) == ("active", 1, 1)

@@ -56,7 +56,7 @@ REF = load_reference()
         (
             {"countries": [CountryShare("KAZ", 60.0), CountryShare("UZB")]},
             "countries",
-            "every country or for none",
+            "every recipient country or for none",
         ),
         (
             {"countries": [CountryShare("KAZ"), CountryShare("Kazakhstan")]},
@@ -155,8 +155,8 @@ def _metrics(n: int) -> dict[str, float]:
          "200"),
         ("metrics.people_trained", {"metrics": {"people_trained": MAX_FIGURE}},
          {"metrics": {"people_trained": MAX_FIGURE + 1}}, "10,000,000,000"),
-        ("source.paragraph", {"source": Source("doc", MAX_PARAGRAPH)},
-         {"source": Source("doc", MAX_PARAGRAPH + 1)}, "100,000"),
+        ("sources.0.paragraph", {"sources": [Source("doc", MAX_PARAGRAPH)]},
+         {"sources": [Source("doc", MAX_PARAGRAPH + 1)]}, "100,000"),
     ],
 )  # fmt: skip
 def test_each_size_limit_passes_at_the_limit_and_fails_one_over(
