@@ -6,6 +6,12 @@ between commit and ack means a redelivery, which the checkpoint skips. Poison go
 ``quarantine`` and is acknowledged like any other message, so nothing crash-loops and the
 consumer never sticks.
 
+A batch starts the moment an event is stored: FastStream waits for one message (a lingering
+pull request), and the handler then takes whatever else the consumer has, waiting at most
+``LINGER``. FastStream's own batch loop fetches until the batch is full or its timeout has
+passed, and that timeout (0.5 s) was the floor of the live path at any rate below
+``batch_size / timeout`` (``bench/latency.py``).
+
 Whenever the database's checkpoint and the consumer disagree (a rebuild switched the live file,
 the file was deleted, or a second instance took part of the stream), the projector first
 catches up through the ordered consumer from ``checkpoint + 1``, then goes on.
@@ -27,6 +33,7 @@ import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
 
+import nats.errors
 from faststream import Context
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
@@ -39,15 +46,34 @@ from events.stored import RawMessage
 from events.subjects import Namespace
 from projections.apply import Applier
 from projections.db import ensure_live, live_path, open_writer, resolve
+from replay.source import StreamSource
 from services.infra.config import server_urls
 from services.infra.credentials import Credentials, load_credentials
 from services.infra.stack import Ledger, connect
 from services.infra.violations import Violations
 
-__all__ = ["DURABLE", "Projector", "projector_component", "run_projector"]
+__all__ = ["DURABLE", "LINGER", "Projector", "projector_component", "run_projector"]
 
 DURABLE = "projector"
 """The durable consumer's name; instances that share it share the work."""
+
+IDLE_WAIT = 1.0
+"""Seconds each of FastStream's waits for the first message of a batch lasts, before it asks
+again: an idle projector sends one pull request a second."""
+
+CATCH_UP_BATCH = 5000
+"""Messages a catch-up applies in one transaction. The live applier reads and writes the
+rollup rows a batch touches once per batch, so its cost per event falls with the batch: ~390 µs
+in batches of 20, ~160 µs in batches of 500 (bench/latency.py), less again in thousands."""
+
+LINGER = 0.02
+"""Seconds the projector waits, once a batch has its first message, for more to fill it.
+
+With FastStream's batch loop and its 0.5 s timeout, intake's acknowledgement to the API took
+p50 323 ms and p99 914 ms at 200 events/s; now p50 7 ms and p99 22 ms (``bench/latency.py``,
+docs/performance.md, "Live path"). The wait keeps batches from shrinking to one event at high
+rates: the live applier costs ~390 µs an event in batches of 20 against ~160 µs in batches of
+500. Under a backlog the batch is full at once and nothing waits."""
 
 _log = logging.getLogger("ledger.projector")
 
@@ -60,13 +86,23 @@ _broker_log.setLevel(logging.WARNING)
 class Projector:
     """Keeps one projection database up to date with the stream."""
 
-    def __init__(self, store: EventStore, db: Path, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        db: Path,
+        *,
+        batch_size: int = CATCH_UP_BATCH,
+        source: StreamSource | None = None,
+    ) -> None:
         """
-        :param store: reads the stream when catching up.
+        :param store: the ledger's stream.
         :param db: the live projection: a link that a rebuild may switch, or a plain file.
         :param batch_size: messages per transaction when catching up.
+        :param source: how to read the stream when catching up (replay's bulk reader when
+            it can); the store through nats-py by default.
         """
         self.store = store
+        self.source = source if source is not None else StreamSource(store)
         self.db = Path(db)
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
@@ -100,10 +136,10 @@ class Projector:
             await self._catch_up()
 
     async def _catch_up(self, until: int | None = None) -> int:
-        """Apply everything after the checkpoint through the ordered consumer (the fast path)."""
+        """Apply everything after the checkpoint through the bulk read (the fast path)."""
         applier = self._applier()
         applied = 0
-        async for batch in self.store.read_raw(
+        async for batch in self.source.read(
             applier.checkpoint() + 1, until_seq=until, batch_size=self.batch_size
         ):
             applied += applier.apply(batch).applied
@@ -196,6 +232,20 @@ def _raw_message(msg: Msg) -> RawMessage:
     return RawMessage(sequence, msg.subject, time_ns, msg.headers, msg.data or b"")
 
 
+async def _more(pull: Any, count: int, timeout: float) -> list[Msg]:
+    """Up to ``count`` more messages from the pull subscription, waiting at most ``timeout``.
+
+    FastStream's loop awaits the handler before it fetches again, so this fetch has the
+    subscription to itself. Any failure only leaves the batch as it is: what was not fetched
+    is delivered later.
+    """
+    try:
+        messages: list[Msg] = await pull.fetch(count, timeout=timeout)
+    except (TimeoutError, nats.errors.Error):
+        return []
+    return messages
+
+
 def build_broker(
     projector: Projector,
     url: str,
@@ -203,11 +253,13 @@ def build_broker(
     *,
     durable: str = DURABLE,
     batch_size: int = 500,
-    timeout: float = 0.5,
+    timeout: float = LINGER,
     creds: Credentials | None = None,
 ) -> NatsBroker:
     """A FastStream broker with the projector's durable pull subscriber on the stream.
 
+    :param timeout: once a message has arrived, the longest the projector waits for more to
+        fill its batch (see ``LINGER``).
     :param creds: the projector role's credentials, when the server requires them.
     """
     options: dict[str, Any] = {}
@@ -228,11 +280,14 @@ def build_broker(
     # A cluster's URL names several nodes; nats-py wants them as a list.
     broker = NatsBroker(server_urls(url), logger=_broker_log, log_level=logging.DEBUG, **options)
 
-    @broker.subscriber(
+    # FastStream waits for a single message, however long that takes (a lingering pull
+    # request, renewed every IDLE_WAIT), so an event is fetched the moment it is stored; the
+    # handler then takes whatever else the consumer has, waiting at most ``timeout``.
+    subscriber = broker.subscriber(
         namespace.activities,
         stream=JStream(namespace.stream, declare=False),
         durable=durable,
-        pull_sub=PullSub(batch_size=batch_size, timeout=timeout, batch=True),
+        pull_sub=PullSub(batch_size=1, timeout=IDLE_WAIT, batch=True),
         ack_policy=AckPolicy.MANUAL,
         inbox_prefix=inbox,
         config=api.ConsumerConfig(
@@ -242,10 +297,16 @@ def build_broker(
             max_ack_pending=max(batch_size * 4, 1000),
         ),
     )
+
+    @subscriber
     async def on_batch(message: Annotated[Any, Context("message")]) -> None:
         # The handler takes the raw messages, not a decoded body: poison must reach the
         # applier's quarantine rather than fail in FastStream's decoder.
-        await projector.handle(message.raw_message)
+        messages = list(message.raw_message)
+        pull = getattr(subscriber, "subscription", None)
+        if pull is not None and len(messages) < batch_size:
+            messages += await _more(pull, batch_size - len(messages), timeout)
+        await projector.handle(messages)
 
     return broker
 
@@ -267,7 +328,7 @@ async def run_projector(
     :param db: the live projection path.
     :param creds: what FastStream's connection uses, when the server requires credentials.
     """
-    projector = Projector(store, db, batch_size=batch_size)
+    projector = Projector(store, db, source=StreamSource(store, url, creds))
     projector.open()
     try:
         await projector.catch_up()
