@@ -59,10 +59,10 @@ __all__ = [
     "MAX_METRICS",
     "MAX_NAME",
     "MAX_PARAGRAPH",
-    "MAX_SOURCES",
     "MAX_PARTNERS",
     "MAX_REASON",
     "MAX_SIGNATURE",
+    "MAX_SOURCES",
     "MAX_TEXT",
     "MAX_TITLE",
 ]

@@ -12,7 +12,6 @@ ever.
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Literal
 
 from msgspec import UNSET, Struct, UnsetType

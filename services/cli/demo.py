@@ -97,18 +97,23 @@ def read_revisions(path: Path = REVISIONS) -> list[SeedRevision]:
     return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-async def _revise(client: OfficeClient, console: Console) -> int:
-    """Send the seed's revisions; each one's command id comes from its line, so a second run
-    of the demo finds them applied and changes nothing. Returns how many were new."""
+async def _revise(nc: Any, settings: Settings, console: Console) -> int:
+    """Send the seed's revisions, each as the office that reported the activity; each one's
+    command id comes from its line, so a second run of the demo finds them applied and
+    changes nothing. Returns how many were new."""
+    offices = {activity.activity_id: activity.office for activity in read_dataset()}
+    seeds = office_seeds(settings.data_dir)
     applied = 0
     for revision in read_revisions():
+        office = offices.get(revision.activity_id, "HQ")
+        client = OfficeClient(nc, office, settings.namespace, actor="demo", seeds=seeds)
         line = msgspec.json.encode(revision, order="sorted")
         command_id = "seed-revision-" + hashlib.sha256(line).hexdigest()[:40]
         try:
-            await client.revise(
+            accepted = await client.revise(
                 revision.activity_id, revision.changes, revision.reason, command_id=command_id
             )
-            applied += 1
+            applied += not accepted.duplicate
         except LedgerError as exc:
             console.print(f"  revision of {revision.activity_id}: {exc}")
     return applied
@@ -185,14 +190,14 @@ async def _import_and_report(settings: Settings, nats_url: str, console: Console
             nc, None, settings.namespace, actor="demo", seeds=office_seeds(settings.data_dir)
         )
         summary = await _import(client, console)
-        revised = await _revise(client, console)
+        revised = await _revise(nc, settings, console)
         last = await EventStore(nc, settings.namespace).last_sequence()
     finally:
         await nc.close()
     console.print(
         f"Imported {DATASET.name} through intake, signed by {', '.join(offices)}: "
         f"{summary.accepted} new, {summary.already_present} already present, "
-        f"{summary.rejected} rejected; {revised} revisions from {REVISIONS.name}."
+        f"{summary.rejected} rejected; {revised} new revisions from {REVISIONS.name}."
     )
     live = live_path(settings.data_dir)
     await _wait_for_projection(live, last)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.demo import DATASET
+from services.cli.demo import DATASET, REVISIONS
 from services.cli.exit_codes import ExitCode
 from services.infra.embedded import EmbeddedNats, EmbeddedNatsError
 from services.infra.runtime import read_runtime
@@ -140,6 +140,7 @@ def test_an_unreachable_url_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_imports_the_report_tells_its_story_and_is_idempotent(tmp_path: Path) -> None:
     lines = [line for line in DATASET.read_text().splitlines() if line.strip()]
+    revisions = [line for line in REVISIONS.read_text().splitlines() if line.strip()]
 
     first = subprocess.run(
         [LEDGER, "demo", "--no-serve", "--port", "0"],
@@ -151,6 +152,7 @@ def test_demo_imports_the_report_tells_its_story_and_is_idempotent(tmp_path: Pat
     assert first.returncode == 0, first.stderr
     out = first.stdout
     assert f"{len(lines)} new, 0 already present, 0 rejected" in out
+    assert f"; {len(revisions)} new revisions from revisions.jsonl" in " ".join(out.split())
     assert re.search(r"Kazakhstan\s.*571 people trained", out)
     # The provenance example adds up: the figure equals the sum of the activities listed.
     total, count = re.search(
@@ -169,6 +171,7 @@ def test_demo_imports_the_report_tells_its_story_and_is_idempotent(tmp_path: Pat
     )
     assert again.returncode == 0, again.stderr
     assert f"0 new, {len(lines)} already present, 0 rejected" in again.stdout
+    assert "; 0 new revisions from revisions.jsonl" in " ".join(again.stdout.split())
 
     # Every event went in through intake, signed with its office's key.
     verify = subprocess.run(
@@ -179,7 +182,11 @@ def test_demo_imports_the_report_tells_its_story_and_is_idempotent(tmp_path: Pat
         timeout=120,
     )
     report = json.loads(verify.stdout)
-    assert (verify.returncode, report["ok"], report["signed"]) == (0, True, len(lines))
+    assert (verify.returncode, report["ok"], report["signed"]) == (
+        0,
+        True,
+        len(lines) + len(revisions),
+    )
 
 
 @pytest.mark.slow
