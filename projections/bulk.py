@@ -165,7 +165,7 @@ class BulkApplier:
         self._finished = True
         try:
             self._write_out(len(self._recent))
-            write_rollups(self.conn, net_deltas(self._totals))
+            write_rollups(self.conn, self._totals)
             if self._last is not None:
                 write_checkpoint(self.conn, self.projection, self._last)
         except BaseException:

@@ -30,11 +30,12 @@ import contextlib
 import ctypes
 import gc
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
+import pickle
 import signal
 import sqlite3
+import subprocess
+import sys
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -220,15 +221,25 @@ class _Result(msgspec.Struct):
     chains: ChainTally | None
 
 
-def _work(job: _Job, pipe: multiprocessing.connection.Connection) -> None:
-    """A part's process: fold its activities into its own file, send the sums back."""
+def main() -> None:
+    """A part's process (started by :class:`Workers`): read its job, pickled, from standard
+    input, fold its activities into its own file, and write the answer, pickled, to standard
+    output: ``("done", result)`` or ``("failed", why)``.
+
+    A process of its own rather than ``multiprocessing``: a spawned child imports the parent's
+    main script again, which fails for a script without a main guard; this one imports only
+    what the fold needs.
+    """
     _die_with_parent()
+    job = pickle.load(sys.stdin.buffer)
+    answer: tuple[str, Any]
     try:
-        result = asyncio.run(_fold_alone(job))
+        answer = ("done", asyncio.run(_fold_alone(job)))
     except BaseException as exc:  # every failure goes back to the parent, named
-        pipe.send(("failed", str(exc) or type(exc).__name__))
-        raise SystemExit(1) from None
-    pipe.send(("done", result))
+        answer = ("failed", str(exc) or type(exc).__name__)
+    pickle.dump(answer, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+    raise SystemExit(0 if answer[0] == "done" else 1)
 
 
 async def _fold_alone(job: _Job) -> _Result:
@@ -282,24 +293,26 @@ class Workers:
         :param target: the replay's file; part ``k`` writes beside it, to
             ``<target>.part<k>``.
         """
-        context = multiprocessing.get_context("spawn")
         self.plan = plan
         self.paths = [Path(f"{target}.part{k}") for k in range(1, plan.parts)]
-        self._procs: list[Any] = []
-        self._pipes: list[multiprocessing.connection.Connection] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
         self._answers: dict[int, tuple[str, Any]] = {}
+        # The parts import what this process imports, from where it imports it.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         try:
             for k, path in enumerate(self.paths, start=1):
                 path.unlink(missing_ok=True)
-                mine, theirs = context.Pipe(duplex=False)
-                job = _Job(url, creds, stream, subjects, k, path, cache, plan)
-                process = context.Process(
-                    target=_work, args=(job, theirs), name=f"ledger-replay-part{k}", daemon=True
+                process = subprocess.Popen(
+                    [sys.executable, "-c", "from replay.partition import main; main()"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
                 )
-                process.start()
-                theirs.close()
                 self._procs.append(process)
-                self._pipes.append(mine)
+                assert process.stdin is not None
+                job = _Job(url, creds, stream, subjects, k, path, cache, plan)
+                process.stdin.write(pickle.dumps(job))
+                process.stdin.close()
         except BaseException:
             self.close()
             raise
@@ -309,8 +322,10 @@ class Workers:
 
         :raises PartError: naming the part and its error.
         """
-        for index, pipe in enumerate(self._pipes):
-            if index not in self._answers and pipe.poll():
+        for index, process in enumerate(self._procs):
+            # A part that succeeded may not end before its answer is read (a pipe holds
+            # 64 KB); one that ended has said all it will.
+            if index not in self._answers and process.poll() is not None:
                 self._answers[index] = self._receive(index)
             answer = self._answers.get(index)
             if answer is not None and answer[0] == "failed":
@@ -330,22 +345,24 @@ class Workers:
         return out
 
     def _receive(self, index: int) -> tuple[str, Any]:
+        process = self._procs[index]
+        assert process.stdout is not None
+        data = process.stdout.read()
+        code = process.wait()
         try:
-            answer: tuple[str, Any] = self._pipes[index].recv()
-        except (EOFError, OSError):
-            process = self._procs[index]
-            process.join(5)
-            return ("failed", f"its process ended without an answer (exit code {process.exitcode})")
+            answer: tuple[str, Any] = pickle.loads(data)
+        except Exception:
+            return ("failed", f"its process ended without an answer (exit code {code})")
         return answer
 
     def close(self) -> None:
         """Stop any part still running and remove every part's file."""
         for process in self._procs:
-            if process.is_alive():
+            if process.poll() is None:
                 process.kill()
-            process.join(5)
-        for pipe in self._pipes:
-            pipe.close()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
         for path in self.paths:
             for leftover in (path, Path(f"{path}-journal"), Path(f"{path}-wal")):
                 leftover.unlink(missing_ok=True)
