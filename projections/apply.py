@@ -341,33 +341,27 @@ def write_rollups(conn: sqlite3.Connection, deltas: Mapping[Bucket, Sequence[int
     """Add signed changes to the rollup rows, and delete the rows they leave empty.
 
     :param deltas: ``(micros, activities, multi_country)`` by bucket; changes of nothing are
-        skipped. Read table by table as the rows are written, without a copy: a rebuild's sums
-        at 1M events are some hundred thousand rows, and copies of them were the largest part
-        of its peak memory.
+        skipped, so a replay passes its sums as they are, without a copy.
     """
-    for table in ROLLUP_KEYS:
-        conn.executemany(
-            _UPSERTS[table],
-            (
-                (*bucket[1:], micros / 1_000_000, micros, activities, multi_country)
-                for bucket, (micros, activities, multi_country) in deltas.items()
-                if bucket[0] == table and (micros or activities or multi_country)
-            ),
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    emptied: dict[str, list[tuple[Any, ...]]] = {}
+    for bucket, (micros, activities, multi_country) in deltas.items():
+        if not (micros or activities or multi_country):
+            continue
+        key = bucket[1:]
+        by_table.setdefault(bucket[0], []).append(
+            (*key, micros / 1_000_000, micros, activities, multi_country)
         )
-        # A row that no activity counts in or is listed in any more is gone, as it would be
-        # after a rebuild. Only a row whose counts went down can reach zero: rows exist only
-        # while some activity counts or is listed in them.
-        conn.executemany(
-            _DELETES[table],
-            (
-                bucket[1:]
-                for bucket, (micros, activities, multi_country) in deltas.items()
-                if bucket[0] == table
-                and activities <= 0
-                and multi_country <= 0
-                and (micros or activities or multi_country)
-            ),
-        )
+        # Only a row whose counts went down can reach zero: rows exist only while some
+        # activity counts or is listed in them.
+        if activities <= 0 and multi_country <= 0:
+            emptied.setdefault(bucket[0], []).append(key)
+    for table, rows in by_table.items():
+        conn.executemany(_UPSERTS[table], rows)
+    for table, keys in emptied.items():
+        # A row that no activity counts in or is listed in any more is gone, as it would
+        # be after a rebuild.
+        conn.executemany(_DELETES[table], keys)
 
 
 def write_quarantine(conn: sqlite3.Connection, items: list[tuple[RawMessage, str]]) -> None:
