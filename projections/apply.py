@@ -35,7 +35,6 @@ from projections.fold import (
     encode_state,
     fold_state,
     is_listed_only,
-    net_deltas,
     reported_figures,
 )
 from projections.schema import PROJECTION
@@ -208,7 +207,7 @@ class Applier:
             add_footprint(deltas, item.loaded, -1)
             add_footprint(deltas, item.state, 1)
         write_activities(self.conn, [(i, current[i]) for i in sorted(touched)])
-        write_rollups(self.conn, net_deltas(deltas))
+        write_rollups(self.conn, deltas)
         write_quarantine(self.conn, quarantine)
         write_checkpoint(self.conn, self.projection, fresh[-1])
         return BatchResult(

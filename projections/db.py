@@ -38,6 +38,7 @@ __all__ = [
     "open_reader",
     "open_writer",
     "prune_old",
+    "remove_database",
     "resolve",
     "switch_live",
 ]
@@ -66,6 +67,12 @@ def new_database_path(directory: Path) -> Path:
         suffix += 1
         candidate = Path(directory) / f"ledger-{stamp}-{suffix}.db"
     return candidate
+
+
+def remove_database(path: Path) -> None:
+    """Delete a database file and the journal, WAL and shared-memory files named after it."""
+    for companion in (path, *(Path(f"{path}{end}") for end in ("-journal", "-wal", "-shm"))):
+        companion.unlink(missing_ok=True)
 
 
 def building_path(target: Path) -> Path:
@@ -245,7 +252,6 @@ def prune_old(live: Path, keep: int = 2) -> list[Path]:
     )
     deleted = []
     for old in others[max(keep - 1, 0) :]:
-        for companion in (old, Path(f"{old}-wal"), Path(f"{old}-shm")):
-            companion.unlink(missing_ok=True)
+        remove_database(old)
         deleted.append(old)
     return deleted

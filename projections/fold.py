@@ -162,7 +162,7 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
     the end: nearly every fine key is distinct within a batch.)
 
     :param total: rows to add into, ``[micros, activities, multi_country]`` by bucket; rows
-        may reach zero, :func:`net_deltas` drops them.
+        may reach zero; ``write_rollups`` skips them.
     :param state: the activity; ``None`` before its report.
     :param sign: 1 to add the activity's figures, -1 to take them away.
     :raises FoldError: as :func:`allocations` (never for a state :func:`fold_state` gave).

@@ -49,7 +49,7 @@ from events.errors import EventDecodeError, LedgerError
 from events.keys import KeyRegistry
 from events.stored import RawMessage
 from projections.bulk import BulkApplier
-from projections.db import open_writer
+from projections.db import open_writer, remove_database
 from projections.fold import Bucket, Share
 from replay.chain import ChainChecker, ChainTally, Failure
 from replay.reader import CredentialsLike, read_stream
@@ -364,8 +364,7 @@ class Workers:
             if process.stdout is not None:
                 process.stdout.close()
         for path in self.paths:
-            for leftover in (path, Path(f"{path}-journal"), Path(f"{path}-wal")):
-                leftover.unlink(missing_ok=True)
+            remove_database(path)
 
 
 def merge_parts(bulk: BulkApplier, results: list[tuple[Path, _Result]]) -> ChainTally | None:

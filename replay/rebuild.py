@@ -30,6 +30,7 @@ from projections.db import (
     new_database_path,
     open_writer,
     prune_old,
+    remove_database,
     switch_live,
 )
 from replay.chain import ChainTally
@@ -59,8 +60,6 @@ process (about half a second) costs more than the second core saves."""
 MAX_PARTS = 4
 """Processes a replay splits into at most, whatever the cores: every part reads the whole
 stream, and the server sends it once to each."""
-
-_COMPANIONS = ("-journal", "-wal", "-shm")
 
 
 class RebuildResult(NamedTuple):
@@ -211,8 +210,7 @@ async def build_projection(
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         conn.close()
-        for path in (building, *(Path(f"{building}{end}") for end in _COMPANIONS)):
-            path.unlink(missing_ok=True)
+        remove_database(building)
         raise
     seconds = time.perf_counter() - started
     _log.info(

@@ -49,10 +49,3 @@ def make_withdrawn(activity_id: str = "KAZ-TRAINING-1") -> ActivityWithdrawn:
 def sealed(payload: Any, office: str = "HQ", prev: str = "", **kwargs: Any) -> Envelope[Any]:
     """The payload in an envelope, as intake would write it."""
     return seal(payload, office=office, actor="test@example.org", prev=prev, **kwargs)
-
-
-def dataset_records() -> list[ActivityReported]:
-    """The records of data/activities.jsonl, read as `ledger import` reads them."""
-    from services.cli.demo import read_dataset
-
-    return read_dataset()

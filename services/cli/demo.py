@@ -97,11 +97,13 @@ def read_revisions(path: Path = REVISIONS) -> list[SeedRevision]:
     return [decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-async def _revise(nc: Any, settings: Settings, console: Console) -> int:
+async def _revise(nc: Any, settings: Settings, offices: dict[str, str], console: Console) -> int:
     """Send the seed's revisions, each as the office that reported the activity; each one's
     command id comes from its line, so a second run of the demo finds them applied and
-    changes nothing. Returns how many were new."""
-    offices = {activity.activity_id: activity.office for activity in read_dataset()}
+    changes nothing. Returns how many were new.
+
+    :param offices: the office of each activity of the dataset, by id.
+    """
     seeds = office_seeds(settings.data_dir)
     applied = 0
     for revision in read_revisions():
@@ -181,7 +183,8 @@ def _print_urls(api_url: str, console: Console) -> None:
 
 
 async def _import_and_report(settings: Settings, nats_url: str, console: Console) -> None:
-    offices = sorted({activity.office for activity in read_dataset()})
+    office_of = {activity.activity_id: activity.office for activity in read_dataset()}
+    offices = sorted(set(office_of.values()))
     for office in offices:
         create_office_key(settings.data_dir, office)  # keeps a key that exists
     nc = await connect(nats_url, "ledger-demo", creds=credentials_for(settings, "admin"))
@@ -190,7 +193,7 @@ async def _import_and_report(settings: Settings, nats_url: str, console: Console
             nc, None, settings.namespace, actor="demo", seeds=office_seeds(settings.data_dir)
         )
         summary = await _import(client, console)
-        revised = await _revise(nc, settings, console)
+        revised = await _revise(nc, settings, office_of, console)
         last = await EventStore(nc, settings.namespace).last_sequence()
     finally:
         await nc.close()

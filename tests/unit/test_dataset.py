@@ -14,14 +14,10 @@ import pytest
 from events.model import ActivityReported
 from events.reference import load_reference
 from events.validation import check_reported
-from tests.factories import dataset_records
+from services.cli.demo import read_dataset
 
 REPORT = Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "000_8cff92d5588c1613.txt"
 _SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹⁰"
-
-
-def _records() -> list[ActivityReported]:
-    return dataset_records()
 
 
 def _paragraphs(text: str) -> dict[int, str]:
@@ -55,7 +51,7 @@ def _occurs(form: str, text: str) -> bool:
     return re.search(rf"(?<![\d,.]){re.escape(form)}(?![\d]|,\d)", text) is not None
 
 
-RECORDS = _records()
+RECORDS = read_dataset()  # read as `ledger import` reads the file
 
 
 def test_the_dataset_has_the_reports_activities() -> None:

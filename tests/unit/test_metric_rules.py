@@ -19,8 +19,8 @@ from projections import queries
 from projections.apply import Applier
 from projections.db import open_writer
 from projections.fold import MICROS, counted_figures
-from services.cli.demo import DATASET, read_revisions
-from tests.factories import dataset_records, make_reported, sealed
+from services.cli.demo import DATASET, read_dataset, read_revisions
+from tests.factories import make_reported, sealed
 
 COUNTRY_COUNTS = ("countries_assisted", "countries_reached", "countries_represented")
 
@@ -157,7 +157,7 @@ def test_a_withdrawn_or_revised_figure_leaves_the_list(conn: sqlite3.Connection)
 @pytest.fixture(scope="module")
 def seed() -> Iterator[sqlite3.Connection]:
     """The seed report's activities, then its revisions (data/revisions.jsonl), applied."""
-    payloads: list[Any] = dataset_records()
+    payloads: list[Any] = read_dataset()
     payloads += [
         ActivityRevised(
             activity_id=r.activity_id,
@@ -263,10 +263,10 @@ def test_a_part_counts_once_in_its_whole(seed: sqlite3.Connection) -> None:
     everything = queries.global_summary(seed).totals["people_trained"]
     parts = {r.activity_id for r in read_revisions() if "part_of" in r.changes}
     expected = sum(
-        r.metrics.get("people_trained", 0) for r in dataset_records() if r.activity_id not in parts
+        r.metrics.get("people_trained", 0) for r in read_dataset() if r.activity_id not in parts
     )
     assert everything == expected
-    assert expected + 100_000 == sum(r.metrics.get("people_trained", 0) for r in dataset_records())
+    assert expected + 100_000 == sum(r.metrics.get("people_trained", 0) for r in read_dataset())
 
 
 def test_para_62_is_a_second_source_not_a_second_activity(seed: sqlite3.Connection) -> None:
