@@ -24,7 +24,7 @@ from typing import Literal
 
 from events.reference import load_reference
 
-__all__ = ["RULES", "Aggregate", "MetricRule", "metric_rules", "rule_of"]
+__all__ = ["RULES", "Aggregate", "MetricRule", "metric_rules", "rule_of", "unsummed_metrics"]
 
 Aggregate = Literal["sum", "max", "none"]
 
@@ -45,6 +45,12 @@ class MetricRule:
     """The canonical metric's rule."""
     unit: str
     """The canonical metric's unit, e.g. ``kg``."""
+
+
+@functools.cache
+def unsummed_metrics() -> frozenset[str]:
+    """The metrics whose figures are never added up: rule ``max`` or ``none``."""
+    return frozenset(name for name, rule in metric_rules().items() if rule.aggregate != "sum")
 
 
 @functools.cache

@@ -31,13 +31,23 @@ __all__ = [
 ]
 
 
-class AsOf(Struct, frozen=True):
-    """How far the projection that gave an answer had read the stream."""
+class AsOf(Struct, frozen=True, omit_defaults=True):
+    """Which ledger an answer reflects: how far the projection had read the stream, or the
+    past sequence asked for, and the document it is narrowed to."""
 
     sequence: int
     """The last stream sequence applied; 0 for an empty projection."""
     time: dt.datetime | None
     """When that event was stored in the stream (UTC); ``None`` for an empty projection."""
+    now: bool = True
+    """False for an answer as of a past sequence or instant (``as_of``, ``as_of_sequence``)."""
+    document: str | None = None
+    """The document the answer is narrowed to, if any (``document``)."""
+    asked: dt.datetime | None = None
+    """The instant asked for, when ``as_of`` gave one: ``sequence`` is the last recorded by
+    then."""
+    release: str | None = None
+    """The release asked for, when ``release`` gave the sequence."""
 
 
 class ReportedFigure(Struct, frozen=True, kw_only=True):
@@ -75,6 +85,7 @@ class Cell(Struct, frozen=True, kw_only=True):
     country: str | None = None
     programme: str | None = None
     year: int | None = None
+    document: str | None = None
     name: str = ""
     """Display name of the country or programme (empty for a year)."""
     activities: int = 0
@@ -272,3 +283,44 @@ class Status(Struct, frozen=True, kw_only=True):
     as_of: AsOf
     stream_last_sequence: int | None = None
     projections: list[ProjectionStatus] = []
+
+
+class Release(Struct, frozen=True, kw_only=True):
+    """A named, signed statement of the figures as of one sequence."""
+
+    name: str
+    sequence: int
+    """The sequence whose figures it states: ``?release=NAME`` means ``as_of_sequence``."""
+    time: dt.datetime | None
+    """When that sequence's event was recorded."""
+    digest: str
+    """SHA-256 over every rollup row at that sequence, in canonical order (hex)."""
+    note: str
+    office: str
+    actor: str
+    event_id: str
+    recorded_sequence: int
+    """The release event's own sequence in the stream."""
+    recorded_at: dt.datetime
+    """When the release was made."""
+
+
+class ReleaseList(Struct, frozen=True, kw_only=True):
+    """Every release, oldest first."""
+
+    as_of: AsOf
+    items: list[Release] = []
+
+
+class Timeline(Struct, frozen=True, kw_only=True):
+    """The ledger's history for a time control: where it starts and ends, points between
+    for labels, and the releases to mark."""
+
+    as_of: AsOf
+    first: AsOf | None = None
+    """The first event applied; ``None`` for an empty ledger."""
+    last: AsOf | None = None
+    """The last event applied (the present)."""
+    points: list[AsOf] = []
+    """Up to a hundred events spread evenly over the history, first and last included."""
+    releases: list[Release] = []

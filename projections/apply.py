@@ -29,15 +29,18 @@ from projections.fold import (
     ROLLUP_KEYS,
     Bucket,
     FoldError,
+    Footprint,
     add_footprint,
     country_parts,
     decode_state,
+    documents_of,
     encode_state,
     fold_state,
+    footprint_rows,
     is_listed_only,
     reported_figures,
 )
-from projections.schema import PROJECTION
+from projections.schema import OPEN, PROJECTION
 
 __all__ = [
     "Applier",
@@ -47,11 +50,14 @@ __all__ = [
     "fold_batch",
     "in_stream_order",
     "load_activities",
+    "make_timeline_monotone",
     "read_checkpoint",
+    "timeline_floor",
     "write_activities",
     "write_checkpoint",
     "write_quarantine",
     "write_rollups",
+    "write_timeline",
 ]
 
 _CHUNK = 500
@@ -74,9 +80,10 @@ class BatchResult(NamedTuple):
 
 
 class Folded:
-    """An activity while it is folded: its state now, its event ids, and its stored state."""
+    """An activity while it is folded: its state now, its event ids, its stored state, and
+    the versions that events folded since it was read have replaced."""
 
-    __slots__ = ("event_ids", "loaded", "state")
+    __slots__ = ("_rows", "_rows_of", "event_ids", "loaded", "past", "state")
 
     def __init__(
         self, state: ActivityState, event_ids: list[str], loaded: ActivityState | None
@@ -85,6 +92,20 @@ class Folded:
         self.event_ids = event_ids
         self.loaded = loaded
         """The state the file holds; ``None`` for an activity the file does not have yet."""
+        self.past: list[tuple[ActivityState, int]] = []
+        """Each version replaced since the activity was read, oldest first, with how many
+        event ids it had: what :func:`write_activities` keeps in the ``*_past`` tables."""
+        self._rows: list[Footprint] = []
+        self._rows_of: ActivityState | None = None
+
+    def rows(self) -> list[Footprint]:
+        """The current state's footprint rows (none when withdrawn), computed once: the
+        rollups, the ``footprints`` table and the country rows all take them."""
+        if self._rows_of is not self.state:
+            state = self.state
+            self._rows = [] if state.withdrawn else footprint_rows(state.activity)
+            self._rows_of = state
+        return self._rows
 
     @property
     def changed(self) -> bool:
@@ -144,7 +165,7 @@ _DELETES = {
 }
 _PLACE_INSERT = (
     "INSERT INTO activity_countries (country, activity_id, share, office, programme, kind, "
-    "year, status, multi_country, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "year, status, multi_country, figures, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -205,9 +226,10 @@ class Applier:
         for activity_id in touched:
             item = current[activity_id]
             add_footprint(deltas, item.loaded, -1)
-            add_footprint(deltas, item.state, 1)
+            add_footprint(deltas, item.state, 1, item.rows())
         write_activities(self.conn, [(i, current[i]) for i in sorted(touched)])
         write_rollups(self.conn, deltas)
+        write_timeline(self.conn, fresh, decoded, timeline_floor(self.conn))
         write_quarantine(self.conn, quarantine)
         write_checkpoint(self.conn, self.projection, fresh[-1])
         return BatchResult(
@@ -270,6 +292,7 @@ def fold_batch(
         if before is None:
             current[activity_id] = Folded(after, [envelope.event_id], None)
         else:
+            before.past.append((before.state, len(before.event_ids)))
             before.state = after
             before.event_ids.append(envelope.event_id)
         touched.add(activity_id)
@@ -294,7 +317,8 @@ def load_activities(conn: sqlite3.Connection, activity_ids: Iterable[str]) -> di
 
 
 def write_activities(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) -> None:
-    """Write the activities' rows and their ``activity_countries`` rows.
+    """Write the activities' rows and their ``activity_countries`` rows, and the versions
+    their events replaced to the ``*_past`` tables.
 
     :param rows: ``(activity_id, activity)`` in id order, which appends to the b-tree.
     """
@@ -330,10 +354,164 @@ def write_activities(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) -
         for activity_id, current in rows
         if not current.state.withdrawn
         for activity in (current.state.activity,)
-        for metric, country, micros in reported_figures(activity)
+        for metric, country, micros in reported_figures(activity, current.rows())
     ]
     reported.sort()
     conn.executemany("INSERT INTO reported VALUES (?, ?, ?, ?, ?, ?)", reported)
+    _write_versions(conn, rows)
+
+
+def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) -> None:
+    """Write the time-travel tables of the activities' new versions (schema.py, "The past").
+
+    Each activity's versions are the one the file held (if any), those its events replaced
+    within the batch, and the current one; each is valid until the next one's sequence. The
+    file's version gets its open rows closed; the others get rows of their own.
+    """
+    feet: list[tuple[Any, ...]] = []
+    papers: list[tuple[Any, ...]] = []
+    wholes: list[tuple[Any, ...]] = []
+    places: list[tuple[Any, ...]] = []
+    closing: list[tuple[Any, ...]] = []
+    for activity_id, current in rows:
+        versions = [*current.past, (current.state, len(current.event_ids))]
+        untils = [state.last_sequence for state, _ in versions[1:]] + [OPEN]
+        for index, ((state, events), until) in enumerate(zip(versions, untils, strict=True)):
+            since = state.last_sequence
+            activity = state.activity
+            # Only the last version can be withdrawn: nothing folds after a withdrawal.
+            mine = current.rows() if until == OPEN else footprint_rows(activity)
+            if index == 0 and current.loaded is not None:
+                closing.append((until, activity_id, state, mine))
+            else:
+                papers.extend((d, activity_id, since, until) for d in documents_of(activity))
+                if mine:
+                    feet.extend(
+                        (
+                            place,
+                            activity_id,
+                            metric,
+                            since,
+                            until,
+                            activity.programme,
+                            activity.year,
+                            micros,
+                            counted,
+                            listed,
+                        )
+                        for place, metric, micros, counted, listed in mine
+                    )
+            if until == OPEN:
+                continue
+            # A replaced version: kept as the current tables held it.
+            status = "withdrawn" if state.withdrawn else "active"
+            multi = is_listed_only(activity)
+            wholes.append(
+                (
+                    activity_id,
+                    since,
+                    until,
+                    activity.office,
+                    activity.programme,
+                    activity.kind,
+                    activity.year,
+                    status,
+                    multi,
+                    activity.part_of,
+                    events,
+                    encode_state(state).decode(),
+                )
+            )
+            shares = {place.country: place.share for place in activity.countries}
+            places.extend(
+                (
+                    country,
+                    activity_id,
+                    since,
+                    until,
+                    shares[country],
+                    activity.office,
+                    activity.programme,
+                    activity.kind,
+                    activity.year,
+                    status,
+                    multi,
+                    _json.encode(parts or {}).decode(),
+                )
+                for country, parts in country_parts(activity, mine)
+            )
+        current.past = []
+    for until, activity_id, state, rows_then in closing:
+        # Each open row by its whole key: the version's rows say which they are.
+        year, programme, since = state.activity.year, state.activity.programme, state.last_sequence
+        conn.executemany(
+            "UPDATE footprints SET until = ? WHERE country = ? AND metric = ? AND year = ? "
+            "AND programme = ? AND activity_id = ? AND since = ?",
+            [
+                (until, place, metric, year, programme, activity_id, since)
+                for place, metric, *_ in rows_then
+            ],
+        )
+        conn.executemany(
+            f"UPDATE activity_documents SET until = ? WHERE document = ? AND activity_id = ? "
+            f"AND until = {OPEN}",
+            [(until, document, activity_id) for document in documents_of(state.activity)],
+        )
+    feet.sort(key=_footprint_key)
+    conn.executemany(f"INSERT INTO footprints VALUES ({', '.join('?' * 10)})", feet)
+    conn.executemany("INSERT INTO activity_documents VALUES (?, ?, ?, ?)", papers)
+    conn.executemany(f"INSERT INTO activities_past VALUES ({', '.join('?' * 12)})", wholes)
+    places.sort(key=_by_key)
+    conn.executemany(f"INSERT INTO activity_countries_past VALUES ({', '.join('?' * 12)})", places)
+
+
+def _footprint_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # The table's primary key: rows in its order append to the b-tree.
+    return row[0], row[2], row[6], row[5], row[1], row[3]
+
+
+def write_timeline(
+    conn: sqlite3.Connection,
+    messages: list[RawMessage],
+    decoded: list[tuple[RawMessage, Envelope[Any]]],
+    floor: int,
+) -> int:
+    """Record, for each applied message (kept or quarantined), the instant by which it and
+    every message before it had been recorded; return the last such instant.
+
+    "Recorded" is the envelope's ``recorded_at``, as for an as-of replay
+    (docs/design.md, "As of means recorded by"): the stream's own timestamps become the time
+    of an import. Two intake instances may record out of order by a few milliseconds, so
+    each row holds the running maximum: the ledger as of an instant is then always a prefix
+    of the stream. A message that did not decode adds no instant of its own.
+
+    :param floor: the running maximum before these messages (the file's last row's).
+    """
+    recorded = {raw.sequence: envelope.recorded_at for raw, envelope in decoded}
+    rows = []
+    for raw in messages:
+        at = recorded.get(raw.sequence)
+        if at is not None:
+            floor = max(floor, int(at.timestamp()) * 1_000_000_000 + at.microsecond * 1000)
+        rows.append((raw.sequence, floor))
+    conn.executemany("INSERT OR IGNORE INTO timeline (sequence, time_ns) VALUES (?, ?)", rows)
+    return floor
+
+
+def timeline_floor(conn: sqlite3.Connection) -> int:
+    """The instant of the file's last timeline row; 0 for none."""
+    row = conn.execute("SELECT time_ns FROM timeline ORDER BY sequence DESC LIMIT 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def make_timeline_monotone(conn: sqlite3.Connection) -> None:
+    """Carry the running maximum over rows that parts of a split replay wrote apart, each
+    with its own messages' maximum only."""
+    conn.execute(
+        "UPDATE timeline SET time_ns = m.top FROM (SELECT sequence, max(time_ns) OVER "
+        "(ORDER BY sequence ROWS UNBOUNDED PRECEDING) AS top FROM timeline) AS m "
+        "WHERE m.sequence = timeline.sequence AND m.top > timeline.time_ns"
+    )
 
 
 def write_rollups(conn: sqlite3.Connection, deltas: Mapping[Bucket, Sequence[int]]) -> None:
@@ -417,8 +595,12 @@ def _place_rows(activity_id: str, current: Folded) -> list[tuple[Any, ...]]:
             status,
             multi,
             _json.encode(parts or {}).decode(),
+            state.last_sequence,
         )
-        for country, parts in country_parts(activity)
+        # A withdrawn activity counts nowhere, but lists still show it under its countries.
+        for country, parts in country_parts(
+            activity, footprint_rows(activity) if state.withdrawn else current.rows()
+        )
     ]
 
 

@@ -39,11 +39,13 @@ from projections.apply import (
     fold_batch,
     in_stream_order,
     load_activities,
+    make_timeline_monotone,
     read_checkpoint,
     write_activities,
     write_checkpoint,
     write_quarantine,
     write_rollups,
+    write_timeline,
 )
 from projections.fold import Bucket, Share, add_footprint, add_shares, net_deltas
 from projections.schema import PROJECTION
@@ -53,7 +55,17 @@ __all__ = ["DEFAULT_CACHE", "BulkApplier", "BulkError"]
 DEFAULT_CACHE = 20_000
 """Activities kept in memory by default; half of them are written when it is exceeded."""
 
-_PER_ACTIVITY = ("activities", "activity_countries", "reported", "quarantine")
+_PER_ACTIVITY = (
+    "activities",
+    "activity_countries",
+    "reported",
+    "footprints",
+    "activity_documents",
+    "activities_past",
+    "activity_countries_past",
+    "quarantine",
+    "timeline",
+)
 """The tables whose rows belong to one activity (or one message) each, which parts of a split
 replay write apart; the rollups and the checkpoint are the merge's own."""
 
@@ -108,6 +120,9 @@ class BulkApplier:
         self._written = False
         """Whether any activity is in the file, so that one absent from memory may be there."""
         self._finished = False
+        self._floor = 0
+        """The running maximum of the recorded instants of the messages folded so far."""
+        self._merged = False
         conn.execute("BEGIN IMMEDIATE")
 
     @property
@@ -134,6 +149,7 @@ class BulkApplier:
         if not fresh:
             return BatchResult(0, skipped, 0, self.position)
         decoded, quarantine = decode_batch(self.codec, fresh)
+        self._floor = write_timeline(self.conn, fresh, decoded, self._floor)
         recent = self._recent
         ids = {envelope.activity_id for _, envelope in decoded}
         present = {activity_id for activity_id in ids if activity_id in recent}
@@ -166,6 +182,8 @@ class BulkApplier:
         try:
             self._write_out(len(self._recent))
             write_rollups(self.conn, self._totals)
+            if self._merged:
+                make_timeline_monotone(self.conn)
             if self._last is not None:
                 write_checkpoint(self.conn, self.projection, self._last)
         except BaseException:
@@ -221,6 +239,7 @@ class BulkApplier:
             conn.execute("DETACH DATABASE part")
             conn.execute("BEGIN IMMEDIATE")
         add_shares(self._totals, totals)
+        self._merged = True
         if last is not None and last.sequence > self.position:
             self._last = last
         self._written = True
@@ -240,7 +259,7 @@ class BulkApplier:
         for _, item in changed:
             # The same telescoping as the live applier's: the file's footprint off, the new on.
             add_footprint(totals, item.loaded, -1)
-            add_footprint(totals, item.state, 1)
+            add_footprint(totals, item.state, 1, item.rows())
         write_activities(self.conn, changed)
         self._write_quarantine()
         self._written = self._written or bool(changed)

@@ -2,11 +2,13 @@
 
 No SQL, no clock, no NATS: values in, values out, so that every rule can be tested alone.
 
-An activity's *footprint* is what it adds to each rollup row, keyed by a :data:`Bucket`. The
-rules are written once, in :func:`add_footprint`; everything that counts goes through it: the
-applier (live projector, rebuild and as-of replay alike) subtracts an activity's footprint before
-a batch and adds the one after it, provenance adds one activity's footprint into an empty dict,
-and the rule tests in ``tests/unit/test_fold.py`` call it as the applier does. :func:`fold_state`
+An activity's *footprint* is what it puts into the figures: one row per place and metric
+(:func:`footprint_rows`). The rules are written once, there; everything that counts goes
+through it: :func:`add_footprint` spreads the rows over the rollups (keyed by a
+:data:`Bucket`), the applier (live projector, rebuild and as-of replay alike) subtracts an
+activity's footprint before a batch and adds the one after it and keeps every version's rows
+for time travel, provenance adds one activity's footprint into an empty dict, and the rule
+tests in ``tests/unit/test_fold.py`` call it as the applier does. :func:`fold_state`
 folds an event into the activity's state and rejects what cannot follow. Figures are kept in
 integer millionths (``micros``), so that sums are exact and do not depend on the order or
 grouping in which events are applied: a rebuild and the live projector then agree to the last
@@ -38,7 +40,7 @@ import msgspec
 from events.activity import ActivityState, apply_event
 from events.envelope import Envelope
 from events.errors import InvalidEventError, LedgerError
-from events.metrics import metric_rules, rule_of
+from events.metrics import metric_rules, rule_of, unsummed_metrics
 from events.model import ActivityReported
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "ROLLUP_KEYS",
     "Bucket",
     "FoldError",
+    "Footprint",
     "Share",
     "add_footprint",
     "add_shares",
@@ -56,8 +59,10 @@ __all__ = [
     "counted_figures",
     "country_parts",
     "decode_state",
+    "documents_of",
     "encode_state",
     "fold_state",
+    "footprint_rows",
     "is_listed_only",
     "net_deltas",
     "reported_figures",
@@ -77,16 +82,22 @@ ROLLUP_KEYS: dict[str, tuple[str, ...]] = {
     "country_year": ("country", "year"),
     "programme_year": ("programme", "year"),
     "country_programme": ("country", "programme"),
+    "by_document": ("document",),
+    "document_country": ("document", "country"),
     "totals": (),
 }
 """Every rollup table with the columns that key it (besides ``metric``)."""
 
-COUNTRY_TABLES = frozenset({"by_country", "country_year", "country_programme"})
+COUNTRY_TABLES = frozenset({"by_country", "country_year", "country_programme", "document_country"})
 """The rollups that split an activity by country."""
 
 Bucket = tuple[Any, ...]
 """``(table, *key values, metric)``: one rollup row, e.g. ``("by_country", "KAZ", "*")``."""
 
+
+Footprint = tuple[str, str, int, int, int]
+"""One row of an activity's footprint: ``(place, metric, micros, counted, listed)``
+(:func:`footprint_rows`)."""
 
 Share = tuple[int, int, int]
 """What one activity puts into one rollup row, or the signed change to a row:
@@ -143,15 +154,23 @@ def allocate(micros: int, percent: float) -> int:
     return round(micros * percent / 100)
 
 
-def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, sign: int) -> None:
+def add_footprint(
+    total: dict[Bucket, list[int]],
+    state: ActivityState | None,
+    sign: int,
+    rows: list[Footprint] | None = None,
+) -> None:
     """Add ``sign`` times what an activity in this state puts into every rollup row into
-    ``total``, in place: the counting rules, and their only implementation.
+    ``total``, in place: its :func:`footprint_rows` spread over the rollups.
 
     Every active activity counts once (``activities`` 1, its whole figure) in ``totals``,
-    ``by_programme``, ``by_year`` and ``programme_year``. In the ``country_*`` rollups a single
-    country, or each of several countries with shares, gets its share of each figure and counts
-    the activity once; several countries without shares each only list it (``multi_country``
-    1, figure 0). A withdrawn activity, or none, adds nothing.
+    ``by_programme``, ``by_year``, ``programme_year`` and the ``by_document`` row of each
+    document that reports it (:func:`documents_of`). In the ``country_*`` rollups (and
+    ``document_country``) a single country, or each of several countries with shares, gets its
+    share of each figure and counts the activity once; several countries without shares each
+    only list it (``multi_country`` 1, figure 0). A metric that is not summed counts its
+    activities in a row, but its figure stays out (events/metrics.py): the answers list the
+    activities' own figures. A withdrawn activity, or none, adds nothing.
 
     It adds into a shared dict rather than returning one, because that is how it is used on
     the hot path: a batch adds each touched activity's footprint after the batch and subtracts
@@ -165,55 +184,60 @@ def add_footprint(total: dict[Bucket, list[int]], state: ActivityState | None, s
         may reach zero; ``write_rollups`` skips them.
     :param state: the activity; ``None`` before its report.
     :param sign: 1 to add the activity's figures, -1 to take them away.
+    :param rows: the state's :func:`footprint_rows`, when the caller has them already (the
+        appliers write them to the ``footprints`` table too).
     :raises FoldError: as :func:`allocations` (never for a state :func:`fold_state` gave).
     """
     if state is None or state.withdrawn:
         return
     activity = state.activity
     programme, year = activity.programme, activity.year
-    places = allocations(activity)
-    figures: list[tuple[str, int | None, bool]] = [(ACTIVITY_COUNT, None, True)]
-    figures += [(m, micros, summed) for m, (micros, summed) in counted_figures(activity).items()]
+    documents = documents_of(activity)
+    unsummed = unsummed_metrics()
     get = total.get
     bucket: Bucket
-    for metric, micros, summed in figures:
-        # A metric that is not summed still counts its activities in the row; its figure
-        # stays out (events/metrics.py): the answers list the activities' own figures.
-        whole = sign * (MICROS if micros is None else micros) if summed else 0
-        for bucket in (
-            ("totals", metric),
-            ("by_programme", programme, metric),
-            ("by_year", year, metric),
-            ("programme_year", programme, year, metric),
-        ):
+    for place, metric, micros, counted, listed in (
+        footprint_rows(activity) if rows is None else rows
+    ):
+        part = 0 if metric in unsummed else sign * micros
+        if place:
+            counted, listed = sign * counted, sign * listed
+            buckets = [
+                ("by_country", place, metric),
+                ("country_year", place, year, metric),
+                ("country_programme", place, programme, metric),
+                *(("document_country", document, place, metric) for document in documents),
+            ]
+        else:
+            # The whole activity counts in full, multi-country or not.
+            counted, listed = sign, 0
+            buckets = [
+                ("totals", metric),
+                ("by_programme", programme, metric),
+                ("by_year", year, metric),
+                ("programme_year", programme, year, metric),
+                *(("by_document", document, metric) for document in documents),
+            ]
+        for bucket in buckets:
             row = get(bucket)
             if row is None:
-                total[bucket] = [whole, sign, 0]
+                total[bucket] = [part, counted, listed]
             else:
-                row[0] += whole
-                row[1] += sign
-        for country, percent in places:
-            if percent is None:
-                # Listed, not counted: its figures are in no single country's total.
-                part, counted, listed = 0, 0, sign
-            elif micros is None or not summed:
-                # The activity count is not a figure: it is whole in every country it counts
-                # in; a figure that is not summed is not split either.
-                part, counted, listed = whole, sign, 0
-            else:
-                part, counted, listed = sign * allocate(micros, percent), sign, 0
-            for bucket in (
-                ("by_country", country, metric),
-                ("country_year", country, year, metric),
-                ("country_programme", country, programme, metric),
-            ):
-                row = get(bucket)
-                if row is None:
-                    total[bucket] = [part, counted, listed]
-                else:
-                    row[0] += part
-                    row[1] += counted
-                    row[2] += listed
+                row[0] += part
+                row[1] += counted
+                row[2] += listed
+
+
+def documents_of(activity: ActivityReported) -> list[str]:
+    """The documents that report the activity, each once, in the order its sources cite them.
+
+    An activity cited by two reports counts in the figures of each, and once in every total
+    that is not a document's.
+    """
+    sources = activity.sources
+    if len(sources) == 1:
+        return [sources[0].document]
+    return list(dict.fromkeys(source.document for source in sources))
 
 
 def counted_figures(activity: ActivityReported) -> dict[str, tuple[int, bool]]:
@@ -240,43 +264,85 @@ def counted_figures(activity: ActivityReported) -> dict[str, tuple[int, bool]]:
     return out
 
 
-def country_parts(activity: ActivityReported) -> list[tuple[str, dict[str, int] | None]]:
+def country_parts(
+    activity: ActivityReported, rows: list[Footprint] | None = None
+) -> list[tuple[str, dict[str, int] | None]]:
     """Each country of the activity with its figures in millionths, as the ``country_*``
     rollups count them: its share of each summed figure, and the whole of each figure that is
     not summed; ``None`` for a country that only lists the activity.
 
+    :param rows: the activity's :func:`footprint_rows`, if the caller has them.
     :raises FoldError: as :func:`allocations`.
     """
-    figures = counted_figures(activity).items()
-    return [
-        (
-            country,
-            None
-            if percent is None
-            else {
-                metric: allocate(micros, percent) if summed else micros
-                for metric, (micros, summed) in figures
-            },
-        )
-        for country, percent in allocations(activity)
-    ]
+    parts: dict[str, dict[str, int] | None] = {}
+    for place, metric, micros, _, listed in footprint_rows(activity) if rows is None else rows:
+        if not place:
+            continue
+        if listed:
+            parts[place] = None
+        elif metric == ACTIVITY_COUNT:
+            parts[place] = {}
+        else:
+            figures = parts[place]
+            if figures is not None:
+                figures[metric] = micros
+    return list(parts.items())
 
 
-def reported_figures(activity: ActivityReported) -> list[tuple[str, str, int]]:
+def reported_figures(
+    activity: ActivityReported, rows: list[Footprint] | None = None
+) -> list[tuple[str, str, int]]:
     """The figures of the activity that are not summed, one row per place they are shown:
     ``(metric, country, micros)``, with ``""`` for the activity as a whole and a row for each
     country it counts in (not one that only lists it). Withdrawn activities have none: the
     caller leaves them out, as the rollups do.
 
+    :param rows: the activity's :func:`footprint_rows`, if the caller has them.
     :raises FoldError: as :func:`allocations`.
     """
-    unsummed = [
-        (m, micros) for m, (micros, summed) in counted_figures(activity).items() if not summed
+    unsummed = unsummed_metrics()
+    return [
+        (metric, place, micros)
+        for place, metric, micros, counted, _ in (
+            footprint_rows(activity) if rows is None else rows
+        )
+        if counted and metric in unsummed
     ]
-    if not unsummed:
-        return []
-    places = ["", *(country for country, percent in allocations(activity) if percent is not None)]
-    return [(metric, place, micros) for metric, micros in unsummed for place in places]
+
+
+def footprint_rows(activity: ActivityReported) -> list[Footprint]:
+    """What the activity puts into the figures, one row per place and metric, as
+    :func:`add_footprint` counts it: ``(place, metric, micros, counted, listed)``, with place
+    ``""`` for the activity as a whole (``listed`` then says it is multi-country without
+    shares), else a recipient country.
+
+    The one difference from the rollups: a metric that is not summed keeps the activity's own
+    figure (its rollup rows carry 0), so that an answer can list it or take the largest.
+    The caller leaves withdrawn activities out.
+
+    :raises FoldError: as :func:`allocations`.
+    """
+    figures = [(ACTIVITY_COUNT, MICROS, True)]
+    figures += [(m, micros, summed) for m, (micros, summed) in counted_figures(activity).items()]
+    # The whole activity's rows say in ``listed`` whether it is multi-country without shares,
+    # so that a programme's or a year's list of those needs no other table.
+    multi = is_listed_only(activity)
+    rows = [("", metric, micros, 1, multi) for metric, micros, _ in figures]
+    for country, percent in allocations(activity):
+        if percent is None:
+            rows += [(country, metric, 0, 0, 1) for metric, _, _ in figures]
+        else:
+            rows += [
+                (
+                    country,
+                    metric,
+                    allocate(micros, percent) if summed and metric != ACTIVITY_COUNT else micros,
+                    1,
+                    0,
+                )
+                for metric, micros, summed in figures
+            ]
+    return rows
 
 
 def add_shares(total: dict[Bucket, list[int]], more: dict[Bucket, Share]) -> None:

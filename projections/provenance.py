@@ -15,6 +15,7 @@ import msgspec
 
 from events.errors import LedgerError
 from projections.fold import MICROS, ROLLUP_KEYS, Bucket, add_footprint, decode_state
+from projections.schema import OPEN
 
 __all__ = ["Contribution", "UnknownRollupError", "contributions"]
 
@@ -75,6 +76,11 @@ def contributions(
         if column == "country":
             join = "JOIN activity_countries c ON c.activity_id = a.activity_id"
             where.append("c.country = ?")
+        elif column == "document":
+            where.append(
+                "a.activity_id IN (SELECT activity_id FROM activity_documents "
+                f"WHERE document = ? AND until = {OPEN})"
+            )
         else:
             where.append(f"a.{column} = ?")
         params.append(value)

@@ -11,7 +11,6 @@ that names it.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any
 import msgspec
 
 from events.activity import STATUSES
-from events.metrics import metric_rules, rule_of
+from events.metrics import metric_rules, rule_of, unsummed_metrics
 from events.reference import FIRST_YEAR, LAST_YEAR, load_reference
 from projections.answers import (
     ActivityDetail,
@@ -34,17 +33,31 @@ from projections.answers import (
     ProjectionStatus,
     Provenance,
     ProvenanceItem,
+    Release,
+    ReleaseList,
     Reported,
     ReportedFigure,
     SourceRef,
     Status,
     Summary,
+    Timeline,
 )
 from projections.errors import BadParameterError, UnknownKeyError
-from projections.fold import ACTIVITY_COUNT, MICROS, decode_state
+from projections.fold import ACTIVITY_COUNT, MICROS, is_listed_only
 from projections.paging import decode_cursor, encode_cursor
-from projections.provenance import contributions
+from projections.provenance import Contribution, contributions
 from projections.schema import PROJECTION
+from projections.temporal import (
+    Scope,
+    View,
+    as_of_answer,
+    documents_filter,
+    instant_of,
+    resolve,
+    state_at,
+    time_of,
+    valid,
+)
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -55,16 +68,21 @@ __all__ = [
     "country_summary",
     "current_sequence",
     "get_activity",
+    "get_release",
     "global_summary",
     "list_activities",
     "list_countries",
+    "list_documents",
     "list_programmes",
+    "list_releases",
     "list_years",
     "programme_summary",
     "provenance",
     "resolve_country",
     "resolve_programme",
     "status",
+    "timeline",
+    "view_of",
     "year_summary",
 ]
 
@@ -86,11 +104,12 @@ _OTHER_NOTE = (
     "country's total"
 )
 
+_json = msgspec.json.Encoder()
 _places = msgspec.json.Decoder(list[Place])
 _metrics = msgspec.json.Decoder(dict[str, float])
 _ids = msgspec.json.Decoder(list[str])
 _strings = msgspec.json.Decoder(list[str])
-_figures = msgspec.json.Decoder(dict[str, int])
+_country_figures = msgspec.json.Decoder(dict[str, int])
 _sources = msgspec.json.Decoder(list[SourceRef])
 
 
@@ -175,15 +194,7 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 
 def as_of(conn: sqlite3.Connection) -> AsOf:
     """The checkpoint of the projection: its last applied sequence and that event's time."""
-    row = conn.execute(
-        "SELECT sequence, stream_time_ns FROM checkpoint WHERE projection = ?", (PROJECTION,)
-    ).fetchone()
-    if row is None:
-        return AsOf(0, None)
-    sequence, time_ns = row
-    seconds, nanos = divmod(time_ns, 1_000_000_000)
-    time = dt.datetime.fromtimestamp(seconds, dt.UTC) + dt.timedelta(microseconds=nanos // 1000)
-    return AsOf(sequence, time)
+    return as_of_answer(conn)
 
 
 # -- rollups -----------------------------------------------------------------------------------
@@ -237,6 +248,124 @@ def _one(cells: list[Cell]) -> Cell:
     return cells[0] if cells else Cell()
 
 
+def _figures(
+    conn: sqlite3.Connection, view: View, where: dict[str, Any], group: str | None
+) -> list[Cell]:
+    """The cells of ``where`` by ``group`` in the view: from the rollup that holds them when
+    there is one for the view, else summed from the footprints valid in it."""
+    keys = frozenset(where) | ({group} if group else frozenset())
+    if view.rollups:
+        table = _TABLES.get(keys)
+        if table is not None:
+            return _cells(conn, table, where, group)
+        if group is not None:
+            return _split(conn, where, group)
+    elif view.sequence is None and keys <= {"country"}:
+        table = "document_country" if keys else "by_document"
+        return _cells(conn, table, {"document": view.document} | where, group)
+    return _footprint_cells(conn, view, where, group)
+
+
+def _footprint_clauses(
+    view: View, where: dict[str, Any], group: str | None
+) -> tuple[list[str], list[Any]]:
+    """The conditions on ``footprints`` for the rows of ``where`` valid in the view."""
+    if "country" in where:
+        clauses, params = ["country = ?"], [where["country"]]
+    elif group == "country":
+        clauses, params = ["country > ''"], []
+    else:
+        clauses, params = ["country = ''"], []
+    for column in ("programme", "year"):
+        if column in where:
+            clauses.append(f"{column} = ?")
+            params.append(where[column])
+    condition, more = valid(view)
+    clauses.append(condition)
+    params += more
+    document, more = documents_filter(view, "activity_id")
+    if document:
+        clauses.append(document)
+        params += more
+    return clauses, params
+
+
+def _footprint_cells(
+    conn: sqlite3.Connection, view: View, where: dict[str, Any], group: str | None
+) -> list[Cell]:
+    """What :func:`_cells` reads from a rollup, summed from the footprints valid in the view:
+    the same rules, as the rows are what the fold made of each version."""
+    by_place = "country" in where or group == "country"
+    rules = metric_rules()
+    pivot: dict[Any, dict[str, Any]] = {}
+    for (value, metric), (micros, counted, listed) in _footprint_sums(
+        conn, view, where, group
+    ).items():
+        cell = pivot.setdefault(
+            value, {"activities": 0, "multi_country": 0, "totals": {}, "reported": {}}
+        )
+        if metric == ACTIVITY_COUNT:
+            cell["activities"] = counted
+            # The whole activity's rows flag multi-country ones, which count in full there.
+            cell["multi_country"] = listed if by_place else 0
+        elif not counted:
+            continue
+        elif (rule := rules.get(metric)) is not None and rule.aggregate != "sum":
+            cell["reported"][metric] = Reported(
+                rule=rule.aggregate, unit=rule.unit, activities=counted
+            )
+        else:
+            cell["totals"][metric] = micros / MICROS
+    cells = []
+    for value, cell in sorted(pivot.items(), key=_by_value):
+        if not cell["activities"] and not cell["multi_country"]:
+            continue
+        keyed = {group: value, "name": _name(group, value)} if group else {}
+        cells.append(Cell(**keyed, **cell))
+    return cells
+
+
+_FINE = ("year", "programme")
+"""The columns a scan of footprints groups by, so that one scan gives a summary's head and
+both its breakdowns."""
+
+
+def _footprint_sums(
+    conn: sqlite3.Connection, view: View, where: dict[str, Any], group: str | None
+) -> dict[tuple[Any, str], list[int]]:
+    """``[micros, counted, listed]`` by (value of ``group``, metric), summed in SQL at the
+    grain of year and programme (and country, when grouped by it) and then in Python: a
+    country's summary as of k reads the country's footprints once, not once per breakdown."""
+    fine = ("country", *_FINE) if group == "country" else _FINE
+    key = (group == "country", tuple(sorted(where.items())))
+    rows = view.sums.get(key)
+    if rows is None:
+        clauses, params = _footprint_clauses(view, where, group)
+        columns = ", ".join(fine)
+        rows = view.sums[key] = conn.execute(
+            f"SELECT {columns}, metric, sum(micros), sum(counted), sum(listed) FROM footprints "
+            f"WHERE {' AND '.join(clauses)} GROUP BY {columns}, metric",
+            params,
+        ).fetchall()
+    index = fine.index(group) if group is not None else None
+    sums: dict[tuple[Any, str], list[int]] = {}
+    for row in rows:
+        value = row[index] if index is not None else None
+        metric, micros, counted, listed = row[len(fine) :]
+        slot = sums.get((value, metric))
+        if slot is None:
+            sums[(value, metric)] = [micros, counted, listed]
+        else:
+            slot[0] += micros
+            slot[1] += counted
+            slot[2] += listed
+    return sums
+
+
+def _by_value(item: tuple[Any, Any]) -> Any:
+    return (item[0] is None, item[0])
+
+
 def _split(conn: sqlite3.Connection, where: dict[str, Any], group: str) -> list[Cell]:
     """A breakdown that no rollup holds, summed from the activities' rows per country.
 
@@ -254,7 +383,7 @@ def _split(conn: sqlite3.Connection, where: dict[str, Any], group: str) -> list[
     counts: dict[Any, list[int]] = {}
     sums: dict[Any, dict[str, int]] = {}
     reporting: dict[Any, dict[str, int]] = {}
-    unsummed = _unsummed()
+    unsummed = unsummed_metrics()
     for value, multi_country, figures in rows:
         count = counts.get(value)
         if count is None:
@@ -266,7 +395,7 @@ def _split(conn: sqlite3.Connection, where: dict[str, Any], group: str) -> list[
             continue
         count[0] += 1
         slot = sums[value]
-        for metric, micros in _figures.decode(figures).items():
+        for metric, micros in _country_figures.decode(figures).items():
             if metric in unsummed:
                 seen = reporting.setdefault(value, {})
                 seen[metric] = seen.get(metric, 0) + 1
@@ -291,27 +420,56 @@ def _split(conn: sqlite3.Connection, where: dict[str, Any], group: str) -> list[
     ]
 
 
-def _unsummed() -> frozenset[str]:
-    """The metrics whose figures do not add up (a name the catalogue lacks is summed)."""
-    return frozenset(name for name, rule in metric_rules().items() if rule.aggregate != "sum")
-
-
 def _listed(
-    conn: sqlite3.Connection, table: str, where: dict[str, Any], *, count: bool = True
+    conn: sqlite3.Connection, view: View, where: dict[str, Any], *, count: bool = True
 ) -> tuple[int, list[ActivityRef]]:
-    """The multi-country activities (without shares) listed under a key: how many, and the
-    first :data:`MULTI_COUNTRY_LISTED` of them by activity id.
+    """The multi-country activities (without shares) listed under a key in the view: how
+    many, and the first :data:`MULTI_COUNTRY_LISTED` of them by activity id.
 
-    :param table: ``activity_countries`` for a country (its range of that table, then one
-        ``activities`` probe per activity named), else ``activities`` (whose partial indexes
-        hold just these activities, by programme and by year).
+    In the present, all documents, a country's come from its range of ``activity_countries``
+    (then one ``activities`` probe per activity named), others from ``activities`` (whose
+    partial indexes hold just these activities, by programme and by year); otherwise from the
+    footprints valid in the view.
     """
-    clauses = " AND ".join(
+    if not view.rollups:
+        clauses, params = _footprint_clauses(view, where, None)
+        clauses += ["metric = '*'", "listed = 1"]
+        condition = " AND ".join(clauses)
+        total = (
+            conn.execute(f"SELECT count(*) FROM footprints WHERE {condition}", params).fetchone()[0]
+            if count
+            else 0
+        )
+        ids = [
+            activity_id
+            for (activity_id,) in conn.execute(
+                f"SELECT activity_id FROM footprints WHERE {condition} ORDER BY activity_id "
+                "LIMIT ?",
+                [*params, MULTI_COUNTRY_LISTED],
+            )
+        ]
+        refs = []
+        for activity_id in ids:
+            found = state_at(conn, activity_id, view.sequence)
+            if found is not None:
+                activity = found[0].activity
+                refs.append(
+                    ActivityRef(
+                        activity_id=activity_id,
+                        title=activity.title,
+                        programme=activity.programme,
+                        year=activity.year,
+                        countries=[place.country for place in activity.countries],
+                    )
+                )
+        return total, refs
+    table = "activity_countries" if "country" in where else "activities"
+    keyed = " AND ".join(
         ["k.status = 'active'", "k.multi_country = 1", *(f"k.{c} = ?" for c in where)]
     )
-    params = list(where.values())
+    values = list(where.values())
     total = (
-        conn.execute(f"SELECT count(*) FROM {table} k WHERE {clauses}", params).fetchone()[0]
+        conn.execute(f"SELECT count(*) FROM {table} k WHERE {keyed}", values).fetchone()[0]
         if count
         else 0
     )
@@ -320,8 +478,8 @@ def _listed(
     rows = conn.execute(
         f"SELECT a.activity_id, a.title, a.programme, a.year, a.countries FROM {table} k "
         f"CROSS JOIN activities a ON a.activity_id = k.activity_id "
-        f"WHERE {clauses} ORDER BY k.activity_id LIMIT ?",
-        [*params, MULTI_COUNTRY_LISTED],
+        f"WHERE {keyed} ORDER BY k.activity_id LIMIT ?",
+        [*values, MULTI_COUNTRY_LISTED],
     )
     refs = [
         ActivityRef(
@@ -336,15 +494,19 @@ def _listed(
     return total, refs
 
 
-def _summary(conn: sqlite3.Connection, head: Cell, where: dict[str, Any], **fields: Any) -> Summary:
-    """The answer for ``head``'s key ``where``, with the figures of its metrics that are not
-    summed listed from the ``reported`` table."""
+def _summary(
+    conn: sqlite3.Connection, view: View, head: Cell, where: dict[str, Any], **fields: Any
+) -> Summary:
+    """The answer for ``head``'s key ``where`` in the view, with the figures of its metrics
+    that are not summed listed."""
     reported = {
-        metric: _largest(conn, metric, entry, where) for metric, entry in head.reported.items()
+        metric: _largest(conn, view, metric, entry, where)
+        for metric, entry in head.reported.items()
     }
     rules = metric_rules()
     metrics = sorted({*head.totals, *reported})
     return Summary(
+        as_of=view.as_of,
         activities=head.activities,
         totals=head.totals,
         reported=reported,
@@ -355,17 +517,25 @@ def _summary(conn: sqlite3.Connection, head: Cell, where: dict[str, Any], **fiel
 
 
 def _largest(
-    conn: sqlite3.Connection, metric: str, entry: Reported, where: dict[str, Any]
+    conn: sqlite3.Connection, view: View, metric: str, entry: Reported, where: dict[str, Any]
 ) -> Reported:
-    """``entry`` with the largest figures of ``metric`` under the key ``where`` (the whole
-    activity's figure, or a country's when the key has one), one per activity."""
-    keys = {"country": ""} | where
-    clauses = " AND ".join(f"{column} = ?" for column in keys)
-    rows = conn.execute(
-        f"SELECT activity_id, micros FROM reported WHERE metric = ? AND {clauses} "
-        "ORDER BY micros DESC, activity_id LIMIT ?",
-        [metric, *keys.values(), REPORTED_LISTED],
-    ).fetchall()
+    """``entry`` with the largest figures of ``metric`` under the key ``where`` in the view
+    (the whole activity's figure, or a country's when the key has one), one per activity."""
+    if view.rollups:
+        keys = {"country": ""} | where
+        clauses = " AND ".join(f"{column} = ?" for column in keys)
+        rows = conn.execute(
+            f"SELECT activity_id, micros FROM reported WHERE metric = ? AND {clauses} "
+            "ORDER BY micros DESC, activity_id LIMIT ?",
+            [metric, *keys.values(), REPORTED_LISTED],
+        ).fetchall()
+    else:
+        conditions, params = _footprint_clauses(view, where, None)
+        rows = conn.execute(
+            f"SELECT activity_id, micros FROM footprints WHERE {' AND '.join(conditions)} "
+            "AND metric = ? AND counted = 1 ORDER BY micros DESC, activity_id LIMIT ?",
+            [*params, metric, REPORTED_LISTED],
+        ).fetchall()
     figures = [ReportedFigure(activity_id=a, value=micros / MICROS) for a, micros in rows]
     if entry.rule == "max" and figures:
         top = figures[0]
@@ -375,35 +545,37 @@ def _largest(
     return msgspec.structs.replace(entry, figures=figures)
 
 
-def country_summary(conn: sqlite3.Connection, country: str, year: int | None = None) -> Summary:
+def country_summary(
+    conn: sqlite3.Connection, country: str, year: int | None = None, *, scope: Scope | None = None
+) -> Summary:
     """Totals of one country, its multi-country activities, and a breakdown by year and programme.
 
     :param country: an ISO 3166-1 alpha-3 code or UN name.
     :param year: narrow every figure to this year.
-    :raises UnknownKeyError: for an unknown country.
-    :raises BadParameterError: for a year out of range.
+    :param scope: as of when, and which document; the present ledger by default.
+    :raises UnknownKeyError: for an unknown country or document.
+    :raises BadParameterError: for a year out of range, or a scope that cannot be.
     """
     code, year = resolve_country(country), _check_year(year)
     with _snapshot(conn):
-        if year is None:
-            head = _one(_cells(conn, "by_country", {"country": code}, None))
-            by_year = _cells(conn, "country_year", {"country": code}, "year")
-            by_programme = _cells(conn, "country_programme", {"country": code}, "programme")
-        else:
-            by_year = _cells(conn, "country_year", {"country": code, "year": year}, "year")
-            head = _one(by_year)
-            by_programme = _split(conn, {"country": code, "year": year}, "programme")
+        view = resolve(conn, scope)
         where = {"country": code} | ({"year": year} if year is not None else {})
-        _, listed = _listed(conn, "activity_countries", where, count=False)
+        if year is None:
+            head = _one(_figures(conn, view, where, None))
+        by_year = _figures(conn, view, where, "year")
+        if year is not None:
+            head = _one(by_year)
+        by_programme = _figures(conn, view, where, "programme")
+        _, listed = _listed(conn, view, where, count=False)
         return _summary(
             conn,
+            view,
             head,
             where,
-            as_of=as_of(conn),
             country=code,
             year=year,
             name=_name("country", code),
-            # The country's rollup row already counts them: no scan of its activities.
+            # The country's figures already count them: no scan of its activities.
             multi_country_count=head.multi_country,
             multi_country=listed,
             note=_COUNTRY_NOTE,
@@ -412,31 +584,33 @@ def country_summary(conn: sqlite3.Connection, country: str, year: int | None = N
         )
 
 
-def programme_summary(conn: sqlite3.Connection, programme: str, year: int | None = None) -> Summary:
+def programme_summary(
+    conn: sqlite3.Connection,
+    programme: str,
+    year: int | None = None,
+    *,
+    scope: Scope | None = None,
+) -> Summary:
     """Totals of one programme, its multi-country activities, and a breakdown by year and country.
 
     :param programme: a programme code, name or alias.
     :param year: narrow every figure to this year.
-    :raises UnknownKeyError: for an unknown programme.
-    :raises BadParameterError: for a year out of range.
+    :param scope: as of when, and which document; the present ledger by default.
+    :raises UnknownKeyError: for an unknown programme or document.
+    :raises BadParameterError: for a year out of range, or a scope that cannot be.
     """
     code, year = resolve_programme(programme), _check_year(year)
     with _snapshot(conn):
-        if year is None:
-            head = _one(_cells(conn, "by_programme", {"programme": code}, None))
-            by_year = _cells(conn, "programme_year", {"programme": code}, "year")
-            by_country = _cells(conn, "country_programme", {"programme": code}, "country")
-        else:
-            by_year = _cells(conn, "programme_year", {"programme": code, "year": year}, "year")
-            head = _one(by_year)
-            by_country = _split(conn, {"programme": code, "year": year}, "country")
+        view = resolve(conn, scope)
         where = {"programme": code} | ({"year": year} if year is not None else {})
-        count, listed = _listed(conn, "activities", where)
+        by_year = _figures(conn, view, where, "year")
+        head = _one(by_year) if year is not None else _one(_figures(conn, view, where, None))
+        count, listed = _listed(conn, view, where)
         return _summary(
             conn,
+            view,
             head,
             where,
-            as_of=as_of(conn),
             programme=code,
             year=year,
             name=_name("programme", code),
@@ -444,76 +618,127 @@ def programme_summary(conn: sqlite3.Connection, programme: str, year: int | None
             multi_country=listed,
             note=_OTHER_NOTE,
             by_year=by_year,
-            by_country=by_country,
+            by_country=_figures(conn, view, where, "country"),
         )
 
 
-def year_summary(conn: sqlite3.Connection, year: int) -> Summary:
+def year_summary(conn: sqlite3.Connection, year: int, *, scope: Scope | None = None) -> Summary:
     """Totals of one year, its multi-country activities, and a breakdown by country and programme.
 
-    :raises BadParameterError: for a year out of range.
+    :raises BadParameterError: for a year out of range, or a scope that cannot be.
     """
     _check_year(year)
     with _snapshot(conn):
-        head = _one(_cells(conn, "by_year", {"year": year}, None))
-        count, listed = _listed(conn, "activities", {"year": year})
+        view = resolve(conn, scope)
+        where = {"year": year}
+        head = _one(_figures(conn, view, where, None))
+        count, listed = _listed(conn, view, where)
         return _summary(
             conn,
+            view,
             head,
-            {"year": year},
-            as_of=as_of(conn),
+            where,
             year=year,
             multi_country_count=count,
             multi_country=listed,
             note=_OTHER_NOTE,
-            by_country=_cells(conn, "country_year", {"year": year}, "country"),
-            by_programme=_cells(conn, "programme_year", {"year": year}, "programme"),
+            by_country=_figures(conn, view, where, "country"),
+            by_programme=_figures(conn, view, where, "programme"),
         )
 
 
-def global_summary(conn: sqlite3.Connection) -> Summary:
+def global_summary(conn: sqlite3.Connection, *, scope: Scope | None = None) -> Summary:
     """The totals of the whole ledger, and its multi-country activities."""
     with _snapshot(conn):
-        head = _one(_cells(conn, "totals", {}, None))
-        count, listed = _listed(conn, "activities", {})
+        view = resolve(conn, scope)
+        head = _one(_figures(conn, view, {}, None))
+        count, listed = _listed(conn, view, {})
         return _summary(
             conn,
+            view,
             head,
             {},
-            as_of=as_of(conn),
-            name="All activities",
+            name=view.document or "All activities",
             multi_country_count=count,
             multi_country=listed,
             note=_OTHER_NOTE,
         )
 
 
-def list_countries(conn: sqlite3.Connection, year: int | None = None) -> CellList:
+def list_countries(
+    conn: sqlite3.Connection, year: int | None = None, *, scope: Scope | None = None
+) -> CellList:
     """Every country with activities, and its figures; ``year`` narrows them."""
     year = _check_year(year)
     with _snapshot(conn):
-        if year is None:
-            items = _cells(conn, "by_country", {}, "country")
-        else:
-            items = _cells(conn, "country_year", {"year": year}, "country")
-        return CellList(as_of=as_of(conn), year=year, items=items)
+        view = resolve(conn, scope)
+        where = {"year": year} if year is not None else {}
+        return CellList(as_of=view.as_of, year=year, items=_figures(conn, view, where, "country"))
 
 
-def list_programmes(conn: sqlite3.Connection, year: int | None = None) -> CellList:
+def list_programmes(
+    conn: sqlite3.Connection, year: int | None = None, *, scope: Scope | None = None
+) -> CellList:
     """Every programme with activities, and its figures; ``year`` narrows them."""
     year = _check_year(year)
     with _snapshot(conn):
-        if year is None:
-            items = _cells(conn, "by_programme", {}, "programme")
-        else:
-            items = _cells(conn, "programme_year", {"year": year}, "programme")
-        return CellList(as_of=as_of(conn), year=year, items=items)
+        view = resolve(conn, scope)
+        where = {"year": year} if year is not None else {}
+        items = _figures(conn, view, where, "programme")
+        return CellList(as_of=view.as_of, year=year, items=items)
 
 
-def list_years(conn: sqlite3.Connection) -> CellList:
+def list_years(conn: sqlite3.Connection, *, scope: Scope | None = None) -> CellList:
     """Every year with activities, and its figures."""
     with _snapshot(conn):
-        return CellList(as_of=as_of(conn), items=_cells(conn, "by_year", {}, "year"))
+        view = resolve(conn, scope)
+        return CellList(as_of=view.as_of, items=_figures(conn, view, {}, "year"))
+
+
+def list_documents(conn: sqlite3.Connection, *, scope: Scope | None = None) -> CellList:
+    """Every document that reports activities, with how many it reports and their figures.
+
+    An activity cited by two documents counts in each; narrowing the scope to a document
+    gives just that one.
+    """
+    with _snapshot(conn):
+        view = resolve(conn, scope)
+        if view.sequence is None:
+            where = {"document": view.document} if view.document else {}
+            cells = _cells(conn, "by_document", where, "document")
+        else:
+            cells = _footprint_documents(conn, view)
+        return CellList(as_of=view.as_of, items=cells)
+
+
+def _footprint_documents(conn: sqlite3.Connection, view: View) -> list[Cell]:
+    """The documents' cells as of a past sequence: each document's activities' footprints."""
+    papers, params = valid(view, "d")
+    feet, more = valid(view, "f")
+    params += more
+    narrow = ""
+    if view.document is not None:
+        narrow = " AND d.document = ?"
+        params.append(view.document)
+    rows = conn.execute(
+        "SELECT d.document, f.metric, sum(f.micros), sum(f.counted) FROM activity_documents d "
+        "JOIN footprints f ON f.country = '' AND f.activity_id = d.activity_id "
+        f"WHERE {papers} AND {feet}{narrow} GROUP BY 1, 2 ORDER BY 1, 2",
+        params,
+    )
+    rules = metric_rules()
+    pivot: dict[str, dict[str, Any]] = {}
+    for document, metric, micros, counted in rows:
+        cell = pivot.setdefault(document, {"activities": 0, "totals": {}, "reported": {}})
+        if metric == ACTIVITY_COUNT:
+            cell["activities"] = counted
+        elif (rule := rules.get(metric)) is not None and rule.aggregate != "sum":
+            cell["reported"][metric] = Reported(
+                rule=rule.aggregate, unit=rule.unit, activities=counted
+            )
+        else:
+            cell["totals"][metric] = micros / MICROS
+    return [Cell(document=document, **cell) for document, cell in pivot.items()]
 
 
 # -- activities --------------------------------------------------------------------------------
@@ -539,13 +764,17 @@ def list_activities(
     q: str | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
+    scope: Scope | None = None,
 ) -> ActivityPage:
     """One page of activities that match every filter given, by activity id.
 
     :param country: listed under this country (counted or multi-country).
-    :param q: words that must all appear in the title or summary (full text, any case).
+    :param q: words that must all appear in the title or summary (full text, any case); as
+        of a past sequence, in the activity's present title or summary.
     :param cursor: ``next_cursor`` of the previous page, with the same filters.
     :param limit: the page size, 1..:data:`MAX_LIMIT`.
+    :param scope: as of when, and which document's activities; the present by default. As of
+        a past sequence, each activity is shown as it was then.
     :raises QueryError: naming the parameter that is unknown, malformed or out of range.
     """
     ref = load_reference()
@@ -559,7 +788,58 @@ def list_activities(
         "q": _match(q) if q is not None else None,
     }
     limit = _check_limit(limit)
-    after = decode_cursor(cursor, filters) if cursor is not None else None
+    # The scope is in the cursor's fingerprint: a page of the present does not continue a
+    # past list, nor one document's another's.
+    asked = {} if scope is None or scope.is_now else {"scope": msgspec.json.encode(scope).decode()}
+    after = decode_cursor(cursor, filters | asked) if cursor is not None else None
+    with _snapshot(conn):
+        view = resolve(conn, scope)
+        if view.sequence is None:
+            items, more = _present_page(conn, view, filters, after, limit)
+        else:
+            items, more = _past_page(conn, view, filters, after, limit)
+        return ActivityPage(
+            as_of=view.as_of,
+            items=items,
+            limit=limit,
+            next_cursor=encode_cursor(items[-1].activity_id, filters | asked) if more else None,
+        )
+
+
+def _conditions(
+    table: str, view: View, filters: dict[str, Any], after: str | None
+) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions of an activity list on the rows of ``table`` (an alias)."""
+    clauses, params = [], []
+    for column in ("country", "programme", "year", "kind", "office", "status"):
+        if filters[column] is not None:
+            clauses.append(f"{table}.{column} = ?")
+            params.append(filters[column])
+    if filters["q"] is not None:
+        clauses.append(
+            f"{table}.activity_id IN (SELECT activity_id FROM activities WHERE rowid IN "
+            "(SELECT rowid FROM activities_fts WHERE activities_fts MATCH ?))"
+            if view.sequence is not None
+            else "a.rowid IN (SELECT rowid FROM activities_fts WHERE activities_fts MATCH ?)"
+        )
+        params.append(filters["q"])
+    document, more = documents_filter(view, f"{table}.activity_id")
+    if document:
+        clauses.append(document)
+        params += more
+    if after is not None:
+        clauses.append(f"{table}.activity_id > ?")
+        params.append(after)
+    return clauses, params
+
+
+def _present_page(
+    conn: sqlite3.Connection,
+    view: View,
+    filters: dict[str, Any],
+    after: str | None,
+    limit: int,
+) -> tuple[list[ActivityItem], bool]:
     # With a country, its range of activity_countries (which carries every filter column but
     # the text) comes first, and `activities` is probed only for the page's rows.
     keyed = filters["country"] is not None
@@ -569,101 +849,164 @@ def list_activities(
         else "activities a"
     )
     table = "k" if keyed else "a"
-    clauses, params = [], []
-    for column in ("country", "programme", "year", "kind", "office", "status"):
-        if filters[column] is not None:
-            clauses.append(f"{table}.{column} = ?")
-            params.append(filters[column])
-    if filters["q"] is not None:
-        clauses.append("a.rowid IN (SELECT rowid FROM activities_fts WHERE activities_fts MATCH ?)")
-        params.append(filters["q"])
-    if after is not None:
-        clauses.append(f"{table}.activity_id > ?")
-        params.append(after)
+    clauses, params = _conditions(table, view, filters, after)
     where = " AND ".join(clauses) or "1"
-    with _snapshot(conn):
-        rows = conn.execute(
-            "SELECT a.activity_id, a.office, a.programme, a.kind, a.title, a.year, a.countries, "
-            "a.metrics, a.status, a.multi_country, a.version, a.last_sequence "
-            f"FROM {source} WHERE {where} ORDER BY {table}.activity_id LIMIT ?",
-            [*params, limit + 1],
-        ).fetchall()
-        items = [
-            ActivityItem(
-                activity_id=row[0],
-                office=row[1],
-                programme=row[2],
-                kind=row[3],
-                title=row[4],
-                year=row[5],
-                countries=_places.decode(row[6]),
-                metrics=_metrics.decode(row[7]),
-                status=row[8],
-                multi_country=bool(row[9]),
-                version=row[10],
-                last_sequence=row[11],
-            )
-            for row in rows[:limit]
-        ]
-        more = len(rows) > limit
-        return ActivityPage(
-            as_of=as_of(conn),
-            items=items,
-            limit=limit,
-            next_cursor=encode_cursor(items[-1].activity_id, filters) if more else None,
-        )
-
-
-def get_activity(conn: sqlite3.Connection, activity_id: str) -> ActivityDetail:
-    """The current state of one activity.
-
-    :raises UnknownKeyError: naming ``activity_id`` when the projection has no such activity.
-    """
-    with _snapshot(conn):
-        row = conn.execute(
-            "SELECT activity_id, office, programme, kind, title, summary, year, start_date, "
-            "end_date, countries, metrics, multi_country, partners, sources, part_of, notes, "
-            "status, version, last_sequence, last_event_id, event_ids, state "
-            "FROM activities WHERE activity_id = ?",
-            (activity_id,),
-        ).fetchone()
-        if row is None:
-            raise UnknownKeyError(
-                "activity_id",
-                f"no activity {activity_id!r} in the ledger; list them with /v1/activities "
-                "or `ledger activities`",
-            )
-        return ActivityDetail(
-            as_of=as_of(conn),
+    rows = conn.execute(
+        "SELECT a.activity_id, a.office, a.programme, a.kind, a.title, a.year, a.countries, "
+        "a.metrics, a.status, a.multi_country, a.version, a.last_sequence "
+        f"FROM {source} WHERE {where} ORDER BY {table}.activity_id LIMIT ?",
+        [*params, limit + 1],
+    ).fetchall()
+    items = [
+        ActivityItem(
             activity_id=row[0],
             office=row[1],
             programme=row[2],
             kind=row[3],
             title=row[4],
-            summary=row[5],
-            year=row[6],
-            start_date=dt.date.fromisoformat(row[7]) if row[7] else None,
-            end_date=dt.date.fromisoformat(row[8]) if row[8] else None,
-            countries=_places.decode(row[9]),
-            metrics=_metrics.decode(row[10]),
-            multi_country=bool(row[11]),
-            partners=_strings.decode(row[12]),
-            sources=_sources.decode(row[13]),
-            part_of=row[14],
-            parts=[
-                part
-                for (part,) in conn.execute(
-                    "SELECT activity_id FROM activities WHERE part_of = ? ORDER BY activity_id",
-                    (activity_id,),
-                )
-            ],
-            notes=row[15],
-            status=row[16],
-            withdraw_reason=decode_state(row[21]).withdraw_reason,
-            version=row[17],
-            last_sequence=row[18],
-            last_event_id=row[19],
-            event_ids=_ids.decode(row[20]),
+            year=row[5],
+            countries=_places.decode(row[6]),
+            metrics=_metrics.decode(row[7]),
+            status=row[8],
+            multi_country=bool(row[9]),
+            version=row[10],
+            last_sequence=row[11],
+        )
+        for row in rows[:limit]
+    ]
+    return items, len(rows) > limit
+
+
+_WHOLE_COLUMNS = "activity_id, office, programme, kind, year, status"
+
+
+def _past_page(
+    conn: sqlite3.Connection,
+    view: View,
+    filters: dict[str, Any],
+    after: str | None,
+    limit: int,
+) -> tuple[list[ActivityItem], bool]:
+    """A page of the activities as they were at the view's sequence: the current versions
+    made by then, and the replaced versions that spanned it."""
+    k = view.sequence
+    if filters["country"] is not None:
+        columns = f"country, {_WHOLE_COLUMNS}"
+        source = (
+            f"(SELECT {columns} FROM activity_countries WHERE country = ? AND since <= ? "
+            f"UNION ALL SELECT {columns} FROM activity_countries_past WHERE country = ? "
+            "AND since <= ? AND until > ?) v"
+        )
+        head = [filters["country"], k, filters["country"], k, k]
+    else:
+        source = (
+            f"(SELECT {_WHOLE_COLUMNS} FROM activities WHERE last_sequence <= ? "
+            f"UNION ALL SELECT {_WHOLE_COLUMNS} FROM activities_past WHERE since <= ? "
+            "AND until > ?) v"
+        )
+        head = [k, k, k]
+    clauses, params = _conditions("v", view, filters, after)
+    where = " AND ".join(clauses) or "1"
+    ids = [
+        activity_id
+        for (activity_id,) in conn.execute(
+            f"SELECT v.activity_id FROM {source} WHERE {where} ORDER BY v.activity_id LIMIT ?",
+            [*head, *params, limit + 1],
+        )
+    ]
+    items = []
+    for activity_id in ids[:limit]:
+        found = state_at(conn, activity_id, k)
+        if found is None:
+            continue
+        state = found[0]
+        activity = state.activity
+        items.append(
+            ActivityItem(
+                activity_id=activity_id,
+                office=activity.office,
+                programme=activity.programme,
+                kind=activity.kind,
+                title=activity.title,
+                year=activity.year,
+                # Through JSON, as the present's columns are stored, so both read alike.
+                countries=_places.decode(_json.encode(activity.countries)),
+                metrics=_metrics.decode(_json.encode(activity.metrics)),
+                status="withdrawn" if state.withdrawn else "active",
+                multi_country=bool(is_listed_only(activity)),
+                version=state.version,
+                last_sequence=state.last_sequence,
+            )
+        )
+    return items, len(ids) > limit
+
+
+def get_activity(
+    conn: sqlite3.Connection, activity_id: str, *, scope: Scope | None = None
+) -> ActivityDetail:
+    """One activity: as it is now, or as it was as of the scope's past sequence.
+
+    :raises UnknownKeyError: naming ``activity_id`` when the projection has no such activity
+        (or had none yet at that sequence).
+    """
+    with _snapshot(conn):
+        view = resolve(conn, scope)
+        row = conn.execute(
+            "SELECT activity_id, last_event_id, event_ids, state FROM activities "
+            "WHERE activity_id = ?",
+            (activity_id,),
+        ).fetchone()
+        found = state_at(conn, activity_id, view.sequence) if row is not None else None
+        if row is None or found is None:
+            when = "" if view.sequence is None else f" as of sequence {view.sequence}"
+            raise UnknownKeyError(
+                "activity_id",
+                f"no activity {activity_id!r} in the ledger{when}; list them with "
+                "/v1/activities or `ledger activities`",
+            )
+        state, events = found
+        activity = state.activity
+        event_ids = _ids.decode(row[2])[:events]
+        k = view.sequence
+        if k is None:
+            found_parts = conn.execute(
+                "SELECT activity_id FROM activities WHERE part_of = ? ORDER BY activity_id",
+                (activity_id,),
+            )
+        else:
+            # The activities whose version then said they were part of this one.
+            found_parts = conn.execute(
+                "SELECT activity_id FROM activities WHERE part_of = ? AND last_sequence <= ? "
+                "UNION SELECT activity_id FROM activities_past WHERE part_of = ? AND since <= ? "
+                "AND until > ? ORDER BY activity_id",
+                (activity_id, k, activity_id, k, k),
+            )
+        parts = [part for (part,) in found_parts]
+        return ActivityDetail(
+            as_of=view.as_of,
+            activity_id=activity_id,
+            office=activity.office,
+            programme=activity.programme,
+            kind=activity.kind,
+            title=activity.title,
+            summary=activity.summary,
+            year=activity.year,
+            start_date=activity.start_date,
+            end_date=activity.end_date,
+            countries=_places.decode(_json.encode(activity.countries)),
+            metrics=_metrics.decode(_json.encode(activity.metrics)),
+            multi_country=bool(is_listed_only(activity)),
+            partners=list(activity.partners),
+            sources=_sources.decode(_json.encode(activity.sources)),
+            part_of=activity.part_of,
+            parts=parts,
+            notes=activity.notes,
+            status="withdrawn" if state.withdrawn else "active",
+            withdraw_reason=state.withdraw_reason,
+            version=state.version,
+            last_sequence=state.last_sequence,
+            last_event_id=event_ids[-1],
+            event_ids=event_ids,
         )
 
 
@@ -690,6 +1033,7 @@ def provenance(
     metric: str,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
+    scope: Scope | None = None,
 ) -> Provenance:
     """The activities and event ids that make up one figure, a page at a time by activity id.
 
@@ -699,6 +1043,7 @@ def provenance(
     :param metric: a catalogue metric, or ``*`` for the number of activities.
     :param cursor: ``next_cursor`` of the previous page, with the same parameters.
     :param limit: the page size, 1..:data:`MAX_LIMIT`.
+    :param scope: as of when, and which document's figure; the present by default.
     :raises QueryError: naming the unknown or malformed parameter.
     """
     key: dict[str, Any] = {}
@@ -721,31 +1066,51 @@ def provenance(
     limit = _check_limit(limit)
     # The list's name is in the fingerprint, so that no activity list's cursor fits here.
     filters = {"list": "provenance", **key, "metric": metric}
+    if scope is not None and not scope.is_now:
+        filters["scope"] = msgspec.json.encode(scope).decode()
     after = decode_cursor(cursor, filters) if cursor is not None else None
     columns = sorted(key, key=_KEY_ORDER.__getitem__)
+    aggregate = rule.aggregate if rule is not None else "sum"
     with _snapshot(conn):
-        found = contributions(
-            conn, table, tuple(key[c] for c in columns), metric, after=after, limit=limit + 1
-        )
-        more = len(found) > limit
-        found = found[:limit]
-        titles = _titles(conn, [item.activity_id for item in found])
-        clauses = " AND ".join([*(f"{c} = ?" for c in columns), "metric = ?"])
-        row = conn.execute(
-            f"SELECT total, activities FROM {table} WHERE {clauses}",
-            [*(key[c] for c in columns), metric],
-        ).fetchone()
-        total, counted = row if row else (0.0, 0)
-        aggregate = rule.aggregate if rule is not None else "sum"
+        view = resolve(conn, scope)
         own: dict[str, float] = {}
+        if view.rollups:
+            found = contributions(
+                conn, table, tuple(key[c] for c in columns), metric, after=after, limit=limit + 1
+            )
+            more = len(found) > limit
+            found = found[:limit]
+            titles = _titles(conn, [item.activity_id for item in found])
+            keyed = " AND ".join([*(f"{c} = ?" for c in columns), "metric = ?"])
+            row = conn.execute(
+                f"SELECT total, activities FROM {table} WHERE {keyed}",
+                [*(key[c] for c in columns), metric],
+            ).fetchone()
+            total, counted = row if row else (0.0, 0)
+            if aggregate != "sum":
+                ids = [i.activity_id for i in found]
+                own = _own_figures(conn, metric, key.get("country", ""), ids)
+        else:
+            found, own, titles = _footprint_contributions(
+                conn, view, key, metric, aggregate == "sum", after, limit + 1
+            )
+            more = len(found) > limit
+            found = found[:limit]
+            clauses, params = _footprint_clauses(view, key, None)
+            micros, counted = conn.execute(
+                "SELECT coalesce(sum(micros), 0), coalesce(sum(counted), 0) FROM footprints "
+                f"WHERE {' AND '.join(clauses)} AND metric = ?",
+                [*params, metric],
+            ).fetchone()
+            total = micros / MICROS
         largest: str | None = None
         if aggregate != "sum":
-            own = _own_figures(conn, metric, key.get("country", ""), [i.activity_id for i in found])
-            head = _largest(conn, metric, Reported(rule=aggregate, unit="", activities=0), key)
-            total = head.value
-            largest = head.activity_id
+            empty = Reported(rule=aggregate, unit="", activities=0)
+            top = _largest(conn, view, metric, empty, key)
+            total = top.value
+            largest = top.activity_id
         return Provenance(
-            as_of=as_of(conn),
+            as_of=view.as_of,
             **key,
             metric=metric,
             rule=aggregate,
@@ -768,6 +1133,58 @@ def provenance(
             limit=limit,
             next_cursor=encode_cursor(found[-1].activity_id, filters) if more else None,
         )
+
+
+def _footprint_contributions(
+    conn: sqlite3.Connection,
+    view: View,
+    key: dict[str, Any],
+    metric: str,
+    summed: bool,
+    after: str | None,
+    limit: int,
+) -> tuple[list[Contribution], dict[str, float], dict[str, str]]:
+    """The activities behind a figure in the view, from their footprints valid in it, with
+    their own figures of a metric that is not summed, and their titles then."""
+    clauses, params = _footprint_clauses(view, key, None)
+    clauses.append("metric = ?")
+    params.append(metric)
+    if after is not None:
+        clauses.append("activity_id > ?")
+        params.append(after)
+    rows = conn.execute(
+        f"SELECT activity_id, micros, counted, listed FROM footprints "
+        f"WHERE {' AND '.join(clauses)} ORDER BY activity_id LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    by_place = "country" in key
+    found: list[Contribution] = []
+    own: dict[str, float] = {}
+    titles: dict[str, str] = {}
+    for activity_id, micros, counted, listed in rows:
+        state = state_at(conn, activity_id, view.sequence)
+        events = _ids.decode(
+            conn.execute(
+                "SELECT event_ids FROM activities WHERE activity_id = ?", (activity_id,)
+            ).fetchone()[0]
+        )[: state[1] if state else None]
+        if state is not None:
+            titles[activity_id] = state[0].activity.title
+        share = micros if summed or metric == ACTIVITY_COUNT else 0
+        if not summed and counted:
+            own[activity_id] = micros / MICROS
+        found.append(
+            Contribution(
+                activity_id=activity_id,
+                value=share / MICROS,
+                micros=share,
+                counted=bool(counted),
+                multi_country=bool(listed) and by_place,
+                event_ids=events,
+                last_event_id=events[-1],
+            )
+        )
+    return found, own, titles
 
 
 def _own_figures(
@@ -798,23 +1215,135 @@ def _titles(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
     return titles
 
 
+_RELEASE_COLUMNS = (
+    "name, sequence, digest, note, office, actor, event_id, recorded_sequence, recorded_ns"
+)
+TIMELINE_POINTS = 100
+"""How many events a timeline spreads over the history, for a time control's labels."""
+
+
+def _release(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Release:
+    name, sequence, digest, note, office, actor, event_id, recorded, recorded_ns = row
+    found = conn.execute(
+        "SELECT time_ns FROM timeline WHERE sequence <= ? ORDER BY sequence DESC LIMIT 1",
+        (sequence,),
+    ).fetchone()
+    return Release(
+        name=name,
+        sequence=sequence,
+        time=time_of(found[0]) if found else None,
+        digest=digest,
+        note=note,
+        office=office,
+        actor=actor,
+        event_id=event_id,
+        recorded_sequence=recorded,
+        recorded_at=instant_of(recorded_ns),
+    )
+
+
+def list_releases(conn: sqlite3.Connection, *, scope: Scope | None = None) -> ReleaseList:
+    """Every release made by the view's sequence, in the order they were made."""
+    with _snapshot(conn):
+        view = resolve(conn, scope)
+        k = view.as_of.sequence
+        rows = conn.execute(
+            f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE recorded_sequence <= ? "
+            "ORDER BY recorded_sequence",
+            (k,),
+        ).fetchall()
+        return ReleaseList(as_of=view.as_of, items=[_release(conn, row) for row in rows])
+
+
+def get_release(conn: sqlite3.Connection, name: str) -> Release:
+    """One release by name.
+
+    :raises UnknownKeyError: naming ``release`` when there is none of that name.
+    """
+    with _snapshot(conn):
+        row = conn.execute(
+            f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise UnknownKeyError(
+                "release",
+                f"no release {name!r}; list them with /v1/releases or `ledger release list`",
+            )
+        return _release(conn, row)
+
+
+def timeline(conn: sqlite3.Connection, *, scope: Scope | None = None) -> Timeline:
+    """The ledger's history for a time control: first and last event, up to
+    :data:`TIMELINE_POINTS` events spread between them, and the releases."""
+    with _snapshot(conn):
+        view = resolve(conn, scope)
+        last = as_of_answer(conn)
+        bounds = conn.execute("SELECT min(sequence), max(sequence) FROM timeline").fetchone()
+        if bounds[0] is None:
+            return Timeline(as_of=view.as_of)
+        low, high = bounds
+        step = max((high - low) / (TIMELINE_POINTS - 1), 1.0)
+        # One index lookup a point, not a scan of the table (~110 ms at 1M events).
+        targets = sorted({min(round(low + i * step), high) for i in range(TIMELINE_POINTS)})
+        points: list[AsOf] = []
+        for target in targets:
+            sequence, ns = conn.execute(
+                "SELECT sequence, time_ns FROM timeline WHERE sequence >= ? ORDER BY sequence "
+                "LIMIT 1",
+                (target,),
+            ).fetchone()
+            if not points or points[-1].sequence != sequence:
+                points.append(AsOf(sequence, time_of(ns)))
+        releases = conn.execute(
+            f"SELECT {_RELEASE_COLUMNS} FROM releases ORDER BY recorded_sequence"
+        ).fetchall()
+        return Timeline(
+            as_of=view.as_of,
+            first=points[0],
+            last=AsOf(last.sequence, last.time),
+            points=points,
+            releases=[_release(conn, row) for row in releases],
+        )
+
+
+def view_of(conn: sqlite3.Connection, *, scope: Scope | None = None) -> AsOf:
+    """What a scope resolves to now: the sequence and instant an answer in it reflects."""
+    with _snapshot(conn):
+        return resolve(conn, scope).as_of
+
+
 def current_sequence(conn: sqlite3.Connection) -> int:
     """The projection's checkpoint alone: what a reader waiting for its own write polls."""
     return as_of(conn).sequence
 
 
-def status(conn: sqlite3.Connection, stream_last_sequence: int | None = None) -> Status:
-    """Each projection's checkpoint, its lag behind the stream, and its quarantine count.
+def status(
+    conn: sqlite3.Connection,
+    stream_last_sequence: int | None = None,
+    *,
+    scope: Scope | None = None,
+) -> Status:
+    """Each projection's checkpoint, its lag behind the stream, and its quarantine count; as
+    of a past sequence, the checkpoint is that sequence and the quarantine what was by then.
 
     :param stream_last_sequence: the stream's last sequence, when the caller could ask it.
     """
     with _snapshot(conn):
-        quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        view = resolve(conn, scope)
+        k = view.sequence
+        if k is None:
+            quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+        else:
+            quarantined = conn.execute(
+                "SELECT count(*) FROM quarantine WHERE sequence <= ?", (k,)
+            ).fetchone()[0]
         checkpoints = conn.execute(
             "SELECT projection, sequence FROM checkpoint ORDER BY projection"
         ).fetchall() or [(PROJECTION, 0)]
+        if k is not None:
+            checkpoints = [(name, k) for name, _ in checkpoints]
         return Status(
-            as_of=as_of(conn),
+            as_of=view.as_of,
             stream_last_sequence=stream_last_sequence,
             projections=[
                 ProjectionStatus(

@@ -52,6 +52,8 @@ ROLLUPS = {
     "country_year": ("country", "year"),
     "programme_year": ("programme", "year"),
     "country_programme": ("country", "programme"),
+    "by_document": ("document",),
+    "document_country": ("document", "country"),
     "totals": (),
 }
 
@@ -72,6 +74,7 @@ def replay_activities(events: list[tuple[int, Envelope[Any]]]) -> dict[str, dict
                     "countries": _recipients(payload.countries),
                     "metrics": dict(payload.metrics),
                     "part_of": payload.part_of,
+                    "documents": _documents(payload.sources),
                 },
                 "status": "active",
                 "version": 0,
@@ -84,6 +87,8 @@ def replay_activities(events: list[tuple[int, Envelope[Any]]]) -> dict[str, dict
             for name, value in payload.changes.as_dict().items():
                 if name == "countries":
                     value = _recipients(value)
+                if name == "sources":
+                    name, value = "documents", _documents(value)
                 if name in current["fields"]:
                     current["fields"][name] = value
         elif isinstance(payload, ActivityWithdrawn):
@@ -92,6 +97,10 @@ def replay_activities(events: list[tuple[int, Envelope[Any]]]) -> dict[str, dict
         current["last_sequence"] = sequence
         current["event_ids"].append(envelope.event_id)
     return activities
+
+
+def _documents(sources: list[Any]) -> list[str]:
+    return sorted({source.document for source in sources})
 
 
 def _contributions(fields: dict[str, Any]) -> list[tuple[dict[str, Any], str, int, int, int]]:
@@ -103,15 +112,16 @@ def _contributions(fields: dict[str, Any]) -> list[tuple[dict[str, Any], str, in
         if metric in NOT_SUMMED:
             micros = 0  # the row counts the activity, never its figure
         whole = {"programme": fields["programme"], "year": fields["year"]}
-        out.append((whole, metric, micros, 1, 0))
-        for country, share in countries:
-            place = dict(whole, country=country)
-            if share is None and len(countries) > 1:
-                out.append((place, metric, 0, 0, 1))
-            elif share is None or metric == "*":
-                out.append((place, metric, micros, 1, 0))
-            else:
-                out.append((place, metric, round(micros * share / 100), 1, 0))
+        for where in [whole, *({"document": d} for d in fields["documents"])]:
+            out.append((where, metric, micros, 1, 0))
+            for country, share in countries:
+                place = dict(where, country=country)
+                if share is None and len(countries) > 1:
+                    out.append((place, metric, 0, 0, 1))
+                elif share is None or metric == "*":
+                    out.append((place, metric, micros, 1, 0))
+                else:
+                    out.append((place, metric, round(micros * share / 100), 1, 0))
     return out
 
 
@@ -121,11 +131,12 @@ def expected_rollups(activities: dict[str, dict[str, Any]]) -> dict[str, list[di
     for table, keys in ROLLUPS.items():
         rows: dict[tuple[Any, ...], dict[str, Any]] = {}
         needs_country = "country" in keys
+        needs_document = "document" in keys
         for activity in activities.values():
             if activity["status"] != "active":
                 continue
             for place, metric, micros, counted, listed in _contributions(activity["fields"]):
-                if needs_country != ("country" in place):
+                if needs_country != ("country" in place) or needs_document != ("document" in place):
                     continue
                 key = (*(place[k] for k in keys), metric)
                 row = rows.setdefault(

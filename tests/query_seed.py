@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from events.codec import encode, headers_for
-from events.envelope import Envelope
+from events.envelope import Envelope, seal
 from events.model import CountryShare
 from events.stored import RawMessage
 from projections.apply import Applier
@@ -33,7 +33,21 @@ T0 = dt.datetime(2021, 6, 30, 12, 0, tzinfo=dt.UTC)
 
 
 def seed_events() -> list[Envelope[Any]]:
-    """The seven events described in the module docstring, in stream order."""
+    """The seven events described in the module docstring, in stream order, each recorded
+    (``recorded_at``) when the stream stores it: T0, then a second apart."""
+    return [
+        seal(
+            event.payload,
+            office=event.office,
+            actor=event.actor,
+            event_id=event.event_id,
+            recorded_at=T0 + dt.timedelta(seconds=index),
+        )
+        for index, event in enumerate(_seed_payloads())
+    ]
+
+
+def _seed_payloads() -> list[Envelope[Any]]:
     return [
         sealed(
             make_reported(

@@ -29,12 +29,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Operation
-from litestar.params import FromPath, FromQuery, PathParameter, QueryParameter
+from litestar.params import (
+    FromPath,
+    FromQuery,
+    PathParameter,
+    QueryParameter,
+    SkipValidation,
+)
 
 from events.activity import Status as ActivityStatus
 from events.errors import LedgerError
@@ -50,10 +57,14 @@ from projections.answers import (
     CellList,
     Provenance,
     ProvenanceItem,
+    Release,
+    ReleaseList,
     Status,
     Summary,
+    Timeline,
 )
 from projections.errors import BadParameterError, NotYetError
+from projections.temporal import Scope, scope_of
 from replay.history import HistoryEntry, activity_history
 from services.api.asyncapi_page import asyncapi_router
 from services.api.auth import SecureHeaders
@@ -172,6 +183,8 @@ _ERRORS = {
 }
 
 _COMMON = frozenset({"min_sequence"})
+_SCOPE = frozenset({"as_of", "as_of_sequence", "document", "release"})
+"""The parameters of a scope (projections/temporal.py), which every /v1 route takes."""
 
 Year = Annotated[int | None, QueryParameter(ge=FIRST_YEAR, le=LAST_YEAR)]
 MinSequence = Annotated[
@@ -181,9 +194,10 @@ MinSequence = Annotated[
 Format = FromQuery[Literal["json", "csv"]]
 
 
-def _route(path: str, *params: str, csv: bool = False, **kwargs: Any) -> Any:
-    """A GET (and HEAD) route that accepts only the named query parameters."""
-    allowed = _COMMON | set(params) | ({"format"} if csv else set())
+def _route(path: str, *params: str, csv: bool = False, scoped: bool = True, **kwargs: Any) -> Any:
+    """A GET (and HEAD) route that accepts only the named query parameters, and unless told
+    not to, those of a scope (the ``asked`` dependency)."""
+    allowed = _COMMON | set(params) | ({"format"} if csv else set()) | (_SCOPE if scoped else set())
     return get(
         path,
         opt={"query": frozenset(allowed)},
@@ -215,6 +229,37 @@ async def _check_query(request: Request) -> None:
             )
 
 
+# -- scope -------------------------------------------------------------------------------------
+
+
+async def _scope(
+    as_of: Annotated[
+        str | None,
+        QueryParameter(
+            description="An RFC 3339 instant: the answer as the ledger stood then, "
+            "e.g. 2021-06-30T00:00:00Z"
+        ),
+    ] = None,
+    as_of_sequence: Annotated[
+        int | None,
+        QueryParameter(ge=0, description="A stream sequence: the answer as of that event"),
+    ] = None,
+    document: Annotated[
+        str | None,
+        QueryParameter(description="Only the figures and activities of this document"),
+    ] = None,
+    release: Annotated[
+        str | None,
+        QueryParameter(description="As of the sequence a release states (see /v1/releases)"),
+    ] = None,
+) -> Scope:
+    # async: Litestar would run a plain function in a thread, for every request.
+    return scope_of(as_of, as_of_sequence, document, release)
+
+
+Scoped = NamedDependency[SkipValidation[Scope]]
+
+
 # -- routes ------------------------------------------------------------------------------------
 
 
@@ -224,46 +269,66 @@ def _model(request: Request) -> ReadModel:
 
 @_route("/v1/countries", "year", csv=True)
 async def countries(
-    request: Request, year: Year = None, min_sequence: MinSequence = 0, format: Format = "json"
+    request: Request,
+    asked: Scoped,
+    year: Year = None,
+    min_sequence: MinSequence = 0,
+    format: Format = "json",
 ) -> CellList:
     """Every country with activities, its totals per metric and counts."""
-    answer = await _model(request).query(min_sequence, queries.list_countries, year)
+    answer = await _model(request).query(min_sequence, queries.list_countries, year, scope=asked)
     # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
     return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer  # type: ignore[return-value]
 
 
 @_route("/v1/countries/{country:str}", "year")
 async def country(
-    request: Request, country: FromPath[str], year: Year = None, min_sequence: MinSequence = 0
+    request: Request,
+    country: FromPath[str],
+    asked: Scoped,
+    year: Year = None,
+    min_sequence: MinSequence = 0,
 ) -> Summary:
     """One country (ISO3 or UN name): totals, multi-country activities, by year and programme."""
-    return await _model(request).query(min_sequence, queries.country_summary, country, year)
+    return await _model(request).query(
+        min_sequence, queries.country_summary, country, year, scope=asked
+    )
 
 
 @_route("/v1/programmes", "year", csv=True)
 async def programmes(
-    request: Request, year: Year = None, min_sequence: MinSequence = 0, format: Format = "json"
+    request: Request,
+    asked: Scoped,
+    year: Year = None,
+    min_sequence: MinSequence = 0,
+    format: Format = "json",
 ) -> CellList:
     """Every programme with activities, its totals per metric and counts."""
-    answer = await _model(request).query(min_sequence, queries.list_programmes, year)
+    answer = await _model(request).query(min_sequence, queries.list_programmes, year, scope=asked)
     # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
     return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer  # type: ignore[return-value]
 
 
 @_route("/v1/programmes/{programme:str}", "year")
 async def programme(
-    request: Request, programme: FromPath[str], year: Year = None, min_sequence: MinSequence = 0
+    request: Request,
+    programme: FromPath[str],
+    asked: Scoped,
+    year: Year = None,
+    min_sequence: MinSequence = 0,
 ) -> Summary:
     """One programme: totals, multi-country activities, by year and by country."""
-    return await _model(request).query(min_sequence, queries.programme_summary, programme, year)
+    return await _model(request).query(
+        min_sequence, queries.programme_summary, programme, year, scope=asked
+    )
 
 
 @_route("/v1/years", csv=True)
 async def years(
-    request: Request, min_sequence: MinSequence = 0, format: Format = "json"
+    request: Request, asked: Scoped, min_sequence: MinSequence = 0, format: Format = "json"
 ) -> CellList:
     """Every year with activities, its totals per metric and counts."""
-    answer = await _model(request).query(min_sequence, queries.list_years)
+    answer = await _model(request).query(min_sequence, queries.list_years, scope=asked)
     # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
     return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer  # type: ignore[return-value]
 
@@ -274,12 +339,23 @@ async def year(
     # Four digits here; the range (FIRST_YEAR..LAST_YEAR) is year_summary's check, as for the
     # dashboard's year page, so that no pattern restates the bounds.
     year: Annotated[str, PathParameter(pattern=r"^[0-9]{4}$")],
+    asked: Scoped,
     min_sequence: MinSequence = 0,
 ) -> Summary:
     """One year: totals, multi-country activities, by country and by programme."""
     if not (year.isascii() and year.isdigit()):
         raise BadParameterError("year", f"{year!r} is not a year; give e.g. 2020")
-    return await _model(request).query(min_sequence, queries.year_summary, int(year))
+    return await _model(request).query(min_sequence, queries.year_summary, int(year), scope=asked)
+
+
+@_route("/v1/documents", csv=True)
+async def documents(
+    request: Request, asked: Scoped, min_sequence: MinSequence = 0, format: Format = "json"
+) -> CellList:
+    """Every document that reports activities: how many, and their figures."""
+    answer = await _model(request).query(min_sequence, queries.list_documents, scope=asked)
+    # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
+    return _csv(answer.items, Cell, answer.as_of) if format == "csv" else answer  # type: ignore[return-value]
 
 
 @_route(
@@ -297,6 +373,7 @@ async def year(
 )
 async def activities(
     request: Request,
+    asked: Scoped,
     country: FromQuery[str | None] = None,
     programme: FromQuery[str | None] = None,
     year: Year = None,
@@ -319,6 +396,7 @@ async def activities(
         "status": status,
         "q": q,
         "limit": limit,
+        "scope": asked,
     }
     if format == "csv":
         # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
@@ -335,30 +413,56 @@ async def activities(
     return answer
 
 
+@_route("/v1/releases")
+async def releases(request: Request, asked: Scoped, min_sequence: MinSequence = 0) -> ReleaseList:
+    """Every release: a named, signed statement of the figures as of a sequence."""
+    return await _model(request).query(min_sequence, queries.list_releases, scope=asked)
+
+
+@_route("/v1/releases/{name:str}", scoped=False)
+async def release(request: Request, name: FromPath[str], min_sequence: MinSequence = 0) -> Release:
+    """One release: its sequence and instant, digest, note and who made it."""
+    return await _model(request).query(min_sequence, queries.get_release, name)
+
+
+@_route("/v1/timeline")
+async def timeline(request: Request, asked: Scoped, min_sequence: MinSequence = 0) -> Timeline:
+    """The ledger's history for a time control: first and last event, points, releases."""
+    return await _model(request).query(min_sequence, queries.timeline, scope=asked)
+
+
 @_route("/v1/activities/{activity_id:str}")
 async def activity(
-    request: Request, activity_id: FromPath[str], min_sequence: MinSequence = 0
+    request: Request, activity_id: FromPath[str], asked: Scoped, min_sequence: MinSequence = 0
 ) -> ActivityDetail:
-    """The current state of one activity."""
-    return await _model(request).query(min_sequence, queries.get_activity, activity_id)
+    """One activity, as it is now or as it was (as_of)."""
+    return await _model(request).query(min_sequence, queries.get_activity, activity_id, scope=asked)
 
 
 @_route("/v1/activities/{activity_id:str}/history", csv=False)
 async def history(
-    request: Request, activity_id: FromPath[str], min_sequence: MinSequence = 0
+    request: Request, activity_id: FromPath[str], asked: Scoped, min_sequence: MinSequence = 0
 ) -> History:
-    """Every event of one activity, from the stream: who, when, what changed and why."""
+    """Every event of one activity, from the stream: who, when, what changed and why; as of
+    a past instant or sequence, the events up to it."""
     store: EventStore | None = request.app.state.store
     if store is None:
         raise HistoryUnavailableError(
             "history is read from the stream, and this server has no NATS connection; "
             "ask a server started by `ledger up`, or give it --nats-url"
         )
+    view = None
+    if not asked.is_now:
+        view = await _model(request).query(min_sequence, queries.view_of, scope=asked)
     try:
         last = await asyncio.wait_for(store.last_sequence(), _NATS_TIMEOUT)
         entries = await asyncio.wait_for(activity_history(store, activity_id), _NATS_TIMEOUT)
     except TimeoutError:
         raise HistoryUnavailableError("NATS did not answer in time; retry shortly") from None
+    if view is not None and not view.now:
+        # The events recorded by then; the history read now has them all.
+        entries = [entry for entry in entries if entry.sequence <= view.sequence]
+        return History(as_of=view, activity_id=activity_id, entries=entries)
     return History(
         as_of=AsOf(last, dt.datetime.now(dt.UTC)), activity_id=activity_id, entries=entries
     )
@@ -367,6 +471,7 @@ async def history(
 @_route("/v1/provenance", "country", "programme", "year", "metric", "cursor", "limit", csv=True)
 async def provenance(
     request: Request,
+    asked: Scoped,
     metric: Annotated[str, QueryParameter(description="A metric name, or * to count activities")],
     country: FromQuery[str | None] = None,
     programme: FromQuery[str | None] = None,
@@ -385,6 +490,7 @@ async def provenance(
         "programme": programme,
         "year": year,
         "metric": metric,
+        "scope": asked,
     }
     if format == "csv":
         # Litestar documents the annotation (the JSON answer) in OpenAPI; _AlsoCsv adds the CSV.
@@ -403,7 +509,7 @@ async def provenance(
 
 
 @_route("/v1/status")
-async def status(request: Request, min_sequence: MinSequence = 0) -> Status:
+async def status(request: Request, asked: Scoped, min_sequence: MinSequence = 0) -> Status:
     """The stream's last sequence, each projection's checkpoint, lag and quarantine count."""
     model = _model(request)
     await model.at_least(min_sequence)
@@ -414,7 +520,7 @@ async def status(request: Request, min_sequence: MinSequence = 0) -> Status:
             last = await asyncio.wait_for(store.last_sequence(), _NATS_TIMEOUT)
         except Exception:  # the status still helps without the stream's side
             _log.warning("could not read the stream's last sequence", exc_info=True)
-    return await model.run(lambda conn: queries.status(conn, last))
+    return await model.run(lambda conn: queries.status(conn, last, scope=asked))
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -424,7 +530,7 @@ class Health(msgspec.Struct, frozen=True):
     as_of: AsOf
 
 
-@_route("/healthz")
+@_route("/healthz", scoped=False)
 async def healthz(request: Request) -> Health:
     """200 when the projection can be read.
 
@@ -480,6 +586,10 @@ def create_app(
             programme,
             years,
             year,
+            documents,
+            releases,
+            release,
+            timeline,
             activities,
             activity,
             history,
@@ -492,6 +602,7 @@ def create_app(
             asyncapi_router(),
         ],
         before_request=_check_query,
+        dependencies={"asked": Provide(_scope)},
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="Activity Ledger query API",

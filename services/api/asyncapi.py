@@ -50,7 +50,15 @@ from events.commands import Reply, Request
 from events.envelope import Envelope
 from events.model import ActivityReported, ActivityRevised, ActivityWithdrawn
 from events.subjects import DEFAULT, Namespace
-from projections.answers import ActivityDetail, ActivityPage, CellList, Provenance, Status, Summary
+from projections.answers import (
+    ActivityDetail,
+    ActivityPage,
+    CellList,
+    Provenance,
+    ReleaseList,
+    Status,
+    Summary,
+)
 from services.api import nats_queries
 
 __all__ = [
@@ -73,6 +81,8 @@ QUERY_ANSWERS: dict[str, type[msgspec.Struct]] = {
     "programme": Summary,
     "years": CellList,
     "year": Summary,
+    "documents": CellList,
+    "releases": ReleaseList,
     "activities": ActivityPage,
     "activity": ActivityDetail,
     "provenance": Provenance,

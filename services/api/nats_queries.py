@@ -4,8 +4,9 @@ A request to ``<prefix>.query.<name>`` carries the parameters as a JSON object (
 "KAZ", "year": 2020}``; an empty body for none) and gets the very JSON the HTTP API gives for
 the same query, because both call :mod:`projections.queries` and encode the same Structs. A
 refusal is ``{code, message, field}`` as in HTTP, with the header ``Ledger-Error`` set to the
-code. Names: country, countries, programme, programmes, year, years, activities, activity,
-provenance, status. ``min_sequence`` works as over HTTP.
+code. Names: country, countries, programme, programmes, year, years, documents, releases,
+activities, activity, provenance, status. ``min_sequence``, ``as_of``, ``as_of_sequence``,
+``document`` and ``release`` work as over HTTP.
 
 It is a plain nats-py queue subscription, not FastStream, for the reason intake gives (its
 module docstring): FastStream 0.7.8's subscriber answered a fraction of the requests per second
@@ -33,6 +34,7 @@ from events.store import EventStore
 from projections import queries
 from projections.db import live_path
 from projections.errors import UnknownKeyError
+from projections.temporal import Scope, scope_of
 from services.api.read_model import ReadModel
 from services.errors import answer_for, field_of
 from services.infra.credentials import users_path
@@ -51,6 +53,15 @@ _MAX_IN_FLIGHT = 64
 
 class _Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     min_sequence: int | None = None
+    as_of: str | None = None
+    as_of_sequence: int | None = None
+    document: str | None = None
+    release: str | None = None
+
+    @property
+    def scope(self) -> Scope:
+        """The scope these parameters ask for (projections/temporal.py), checked."""
+        return scope_of(self.as_of, self.as_of_sequence, self.document, self.release)
 
 
 class _Listing(_Params, frozen=True):
@@ -100,23 +111,32 @@ class _Provenance(_Params, frozen=True):
     limit: int = queries.DEFAULT_LIMIT
 
 
-def _fields(params: msgspec.Struct) -> dict[str, Any]:
+def _fields(params: _Params) -> dict[str, Any]:
     values = msgspec.structs.asdict(params)
-    values.pop("min_sequence")
-    return values
+    for name in ("min_sequence", "as_of", "as_of_sequence", "document", "release"):
+        values.pop(name)
+    return values | {"scope": params.scope}
 
 
 _Query = Callable[[sqlite3.Connection, Any], Any]
 
 _QUERIES: dict[str, tuple[type[_Params], _Query]] = {
-    "countries": (_Listing, lambda c, p: queries.list_countries(c, p.year)),
-    "country": (_Country, lambda c, p: queries.country_summary(c, p.country, p.year)),
-    "programmes": (_Listing, lambda c, p: queries.list_programmes(c, p.year)),
-    "programme": (_Programme, lambda c, p: queries.programme_summary(c, p.programme, p.year)),
-    "years": (_Years, lambda c, p: queries.list_years(c)),
-    "year": (_Year, lambda c, p: queries.year_summary(c, p.year)),
+    "countries": (_Listing, lambda c, p: queries.list_countries(c, p.year, scope=p.scope)),
+    "country": (
+        _Country,
+        lambda c, p: queries.country_summary(c, p.country, p.year, scope=p.scope),
+    ),
+    "programmes": (_Listing, lambda c, p: queries.list_programmes(c, p.year, scope=p.scope)),
+    "programme": (
+        _Programme,
+        lambda c, p: queries.programme_summary(c, p.programme, p.year, scope=p.scope),
+    ),
+    "years": (_Years, lambda c, p: queries.list_years(c, scope=p.scope)),
+    "year": (_Year, lambda c, p: queries.year_summary(c, p.year, scope=p.scope)),
+    "documents": (_Years, lambda c, p: queries.list_documents(c, scope=p.scope)),
+    "releases": (_Years, lambda c, p: queries.list_releases(c, scope=p.scope)),
     "activities": (_Activities, lambda c, p: queries.list_activities(c, **_fields(p))),
-    "activity": (_Activity, lambda c, p: queries.get_activity(c, p.activity_id)),
+    "activity": (_Activity, lambda c, p: queries.get_activity(c, p.activity_id, scope=p.scope)),
     "provenance": (_Provenance, lambda c, p: queries.provenance(c, **_fields(p))),
 }
 
@@ -174,7 +194,8 @@ class QueryService:
             params = msgspec.json.decode(data or b"{}", type=_Params)
             await self.read_model.at_least(params.min_sequence)
             last = await self.store.last_sequence() if self.store is not None else None
-            return await self.read_model.run(lambda conn: queries.status(conn, last))
+            scope = params.scope
+            return await self.read_model.run(lambda conn: queries.status(conn, last, scope=scope))
         if name not in _QUERIES:
             raise UnknownKeyError("query", f"unknown query {name!r}; one of {list(QUERY_NAMES)}")
         kind, query = _QUERIES[name]

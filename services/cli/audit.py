@@ -14,6 +14,7 @@ from rich.table import Table
 
 from events.keys import load_registry
 from projections.db import live_path
+from projections.temporal import scope_of
 from replay.archive import export_log
 from replay.archive import import_log as load_archive
 from replay.archive_check import ImportRules
@@ -67,18 +68,39 @@ def _short(value: Any, width: int = 60) -> str:
 @click.command()
 @click.argument("activity_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
+@click.option(
+    "--as-of",
+    default=None,
+    metavar="INSTANT",
+    help="Only the events recorded by this RFC 3339 instant.",
+)
+@click.option(
+    "--as-of-sequence", type=int, default=None, metavar="N", help="Only the events up to N."
+)
 @click.pass_context
-def history(ctx: click.Context, activity_id: str, as_json: bool) -> None:
+def history(
+    ctx: click.Context,
+    activity_id: str,
+    as_json: bool,
+    as_of: str | None,
+    as_of_sequence: int | None,
+) -> None:
     """List every event of one activity: when, who, what changed and why.
 
-    Example: ledger history P030-KAZ-TRAINING
+    Example: ledger history P030-KAZ-TRAINING --as-of 2021-06-30T00:00:00Z
     """
+    scope = scope_of(as_of, as_of_sequence)
 
     async def _history() -> list[Any]:
         async with open_ledger(settings_of(ctx)) as ledger:
             return await activity_history(ledger.store, activity_id)
 
-    entries = run_async(_history())
+    entries = [
+        entry
+        for entry in run_async(_history())
+        if (scope.as_of_sequence is None or entry.sequence <= scope.as_of_sequence)
+        and (scope.as_of is None or entry.recorded_at <= scope.as_of)
+    ]
     if as_json:
         _json(entries)
         return

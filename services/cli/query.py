@@ -20,8 +20,16 @@ from rich.table import Table
 from events.activity import STATUSES
 from projections.answers import ActivityItem, Cell, ProvenanceItem
 from projections.db import live_path, open_reader
-from projections.queries import country_summary, list_activities, programme_summary, year_summary
+from projections.queries import (
+    country_summary,
+    get_activity,
+    list_activities,
+    list_documents,
+    programme_summary,
+    year_summary,
+)
 from projections.queries import provenance as provenance_of
+from projections.temporal import Scope, scope_of
 from services.api.tables import to_rows
 from services.cli.context import settings_of
 
@@ -29,8 +37,23 @@ __all__ = ["activities", "provenance", "query"]
 
 
 def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--db`` and ``--json``, shared by every reader command."""
+    """``--db``, ``--json`` and the scope (``--as-of``, ``--as-of-sequence``, ``--document``),
+    shared by every reader command, which takes the scope as ``scope``."""
 
+    @click.option(
+        "--as-of",
+        default=None,
+        metavar="INSTANT",
+        help="The answer as the ledger stood at this RFC 3339 instant, e.g. 2021-06-30T00:00:00Z.",
+    )
+    @click.option(
+        "--as-of-sequence",
+        type=int,
+        default=None,
+        metavar="N",
+        help="The answer as of this stream sequence.",
+    )
+    @click.option("--document", default=None, help="Only this document's figures and activities.")
     @click.option(
         "--db",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -39,8 +62,14 @@ def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )
     @click.option("--json", "as_json", is_flag=True, help="Print the answer as the API's JSON.")
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return command(*args, **kwargs)
+    def wrapper(
+        *args: Any,
+        as_of: str | None,
+        as_of_sequence: int | None,
+        document: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return command(*args, scope=scope_of(as_of, as_of_sequence, document), **kwargs)
 
     return wrapper
 
@@ -87,8 +116,11 @@ def _print(answer: Any, as_json: bool, render: Callable[[Console, Any], None]) -
 
 
 def _as_of(console: Console, answer: Any) -> None:
-    when = answer.as_of.time.isoformat() if answer.as_of.time else "-"
-    console.print(f"as of sequence {answer.as_of.sequence} ({when})")
+    seen = answer.as_of
+    when = seen.time.isoformat() if seen.time else "-"
+    past = "" if seen.now else "in the past: "
+    narrowed = f", document {seen.document}" if seen.document else ""
+    console.print(f"{past}as of sequence {seen.sequence} ({when}){narrowed}")
 
 
 def _render_summary(console: Console, summary: Any) -> None:
@@ -141,14 +173,19 @@ def query() -> None:
 @_reader_options
 @click.pass_context
 def country_command(
-    ctx: click.Context, country: str, year: int | None, db: Path | None, as_json: bool
+    ctx: click.Context,
+    country: str,
+    year: int | None,
+    db: Path | None,
+    as_json: bool,
+    scope: Scope,
 ) -> None:
     """Totals of one country (ISO3 or UN name), by year and by programme.
 
     Example: ledger query country Kazakhstan --json
     """
 
-    answer = _run(ctx, db, lambda conn: country_summary(conn, country, year=year))
+    answer = _run(ctx, db, lambda conn: country_summary(conn, country, year=year, scope=scope))
     _print(answer, as_json, _render_summary)
 
 
@@ -158,14 +195,19 @@ def country_command(
 @_reader_options
 @click.pass_context
 def programme_command(
-    ctx: click.Context, programme: str, year: int | None, db: Path | None, as_json: bool
+    ctx: click.Context,
+    programme: str,
+    year: int | None,
+    db: Path | None,
+    as_json: bool,
+    scope: Scope,
 ) -> None:
     """Totals of one programme, by year and by country.
 
     Example: ledger query programme GPCC
     """
 
-    answer = _run(ctx, db, lambda conn: programme_summary(conn, programme, year=year))
+    answer = _run(ctx, db, lambda conn: programme_summary(conn, programme, year=year, scope=scope))
     _print(answer, as_json, _render_summary)
 
 
@@ -173,13 +215,66 @@ def programme_command(
 @click.argument("year", type=int)
 @_reader_options
 @click.pass_context
-def year_command(ctx: click.Context, year: int, db: Path | None, as_json: bool) -> None:
+def year_command(
+    ctx: click.Context, year: int, db: Path | None, as_json: bool, scope: Scope
+) -> None:
     """Totals of one year, by country and by programme.
 
     Example: ledger query year 2020
     """
 
-    _print(_run(ctx, db, lambda conn: year_summary(conn, year)), as_json, _render_summary)
+    answer = _run(ctx, db, lambda conn: year_summary(conn, year, scope=scope))
+    _print(answer, as_json, _render_summary)
+
+
+@query.command("documents")
+@_reader_options
+@click.pass_context
+def documents_command(ctx: click.Context, db: Path | None, as_json: bool, scope: Scope) -> None:
+    """Every document that reports activities: how many, and their figures.
+
+    Example: ledger query documents
+    """
+
+    answer = _run(ctx, db, lambda conn: list_documents(conn, scope=scope))
+
+    def render(console: Console, found: Any) -> None:
+        console.print(_table("documents", found.items, Cell))
+        _as_of(console, found)
+
+    _print(answer, as_json, render)
+
+
+@query.command("activity")
+@click.argument("activity_id")
+@_reader_options
+@click.pass_context
+def activity_command(
+    ctx: click.Context, activity_id: str, db: Path | None, as_json: bool, scope: Scope
+) -> None:
+    """One activity, as it is now or as it was (--as-of).
+
+    Example: ledger query activity P030-KAZ-TRAINING --as-of 2021-06-30T00:00:00Z
+    """
+
+    answer = _run(ctx, db, lambda conn: get_activity(conn, activity_id, scope=scope))
+
+    def render(console: Console, found: Any) -> None:
+        console.print(f"[bold]{found.activity_id}[/bold] ({found.status}): {found.title}")
+        console.print(f"{found.programme}, {found.year}, office {found.office}")
+        places = ", ".join(
+            place.country
+            + (f" {place.share:g}%" if place.share is not None else "")
+            + (" (venue)" if place.role == "venue" else "")
+            for place in found.countries
+        )
+        console.print(f"countries: {places}")
+        for metric, value in sorted(found.metrics.items()):
+            console.print(f"  {metric}: {_figure(value)}")
+        console.print(f"version {found.version}, events: {', '.join(found.event_ids)}")
+        _as_of(console, found)
+
+    _print(answer, as_json, render)
 
 
 @click.command()
@@ -195,6 +290,7 @@ def year_command(ctx: click.Context, year: int, db: Path | None, as_json: bool) 
 @_reader_options
 @click.pass_context
 def activities(ctx: click.Context, db: Path | None, as_json: bool, **filters: Any) -> None:
+    # ``filters`` holds the scope too: list_activities takes it as ``scope``.
     """List activities matching every filter, a page at a time.
 
     Example: ledger activities --country KAZ --q training --limit 20

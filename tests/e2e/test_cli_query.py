@@ -115,3 +115,72 @@ def test_no_projection_is_a_clear_error(tmp_path: Path):
 
     assert result.exit_code == ExitCode.NOT_FOUND
     assert "no projection at" in result.output
+
+
+def test_query_country_as_of_an_instant_before_the_withdrawal(data_dir: Path):
+    # [5], recorded at 12:00:04, is the last before the withdrawal at [6].
+    result = ledger(
+        data_dir, "query", "country", "KAZ", "--as-of", "2021-06-30T12:00:04.5Z", "--json"
+    )
+
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["as_of"]["sequence"] == 5
+    assert body["as_of"]["now"] is False
+    assert body["totals"]["people_trained"] == 571 + 60 + 1000
+
+
+def test_the_past_is_said_in_the_tables(data_dir: Path):
+    result = ledger(data_dir, "query", "country", "KAZ", "--as-of-sequence", "5")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        "in the past: as of sequence 5 (2021-06-30T12:00:04+00:00)"
+    )
+
+
+def test_activities_activity_and_provenance_as_of(data_dir: Path):
+    listed = ledger(
+        data_dir, "activities", "--status", "withdrawn", "--as-of-sequence", "5", "--json"
+    )
+    then = ledger(data_dir, "query", "activity", "UZB-OP-1", "--as-of-sequence", "6", "--json")
+    figure = ledger(
+        data_dir,
+        "provenance",
+        "--country",
+        "KAZ",
+        "--metric",
+        "people_trained",
+        "--as-of-sequence",
+        "5",
+        "--json",
+    )
+
+    assert json.loads(listed.output)["items"] == []
+    assert json.loads(then.output)["metrics"] == {"firearms_seized": 200}
+    assert json.loads(figure.output)["total"] == 1631
+
+
+def test_query_documents(data_dir: Path):
+    result = ledger(data_dir, "query", "documents", "--json")
+
+    assert result.exit_code == 0, result.output
+    (only,) = json.loads(result.output)["items"]
+    assert only["document"] == "SG report 2021 (A/76, item 109)"
+    assert only["activities"] == 4  # the withdrawn one counts nowhere
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--as-of", "30 June"], "as_of"),
+        (["--as-of-sequence", "99"], "as_of_sequence"),
+        (["--document", "A/99/1"], "document"),
+    ],
+)
+def test_a_bad_scope_is_a_clear_error(data_dir: Path, args: list[str], field: str):
+    result = ledger(data_dir, "query", "country", "KAZ", *args)
+
+    assert result.exit_code != 0
+    assert field in result.output
+    assert "Traceback" not in result.output

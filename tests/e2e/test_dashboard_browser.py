@@ -1,7 +1,8 @@
 """The dashboard in a real browser: Debian's Chromium, driven by Playwright, over a live server.
 
 The server is the API's app (dashboard included) under uvicorn on a free loopback port, over the
-seeded projection of tests/query_seed.py, so the figures are those worked out there. Each test
+seeded projection of tests/query_seed.py, so the figures are those worked out there, with one
+release (:data:`RELEASE`, of the figures as of sequence 5, before the withdrawal). Each test
 saves a screenshot of what it saw under its own temporary directory.
 
 Playwright is pointed at the system Chromium; nothing here downloads a browser. Without
@@ -11,7 +12,9 @@ Playwright is pointed at the system Chromium; nothing here downloads a browser. 
 
 from __future__ import annotations
 
+import re
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +25,7 @@ import pytest
 import uvicorn
 
 from services.api.app import create_app
-from tests.query_seed import seed_projection
+from tests.query_seed import T0, seed_projection
 from tools.dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
@@ -37,11 +40,27 @@ sync_api = pytest.importorskip(
 )
 
 
+RELEASE = "2021-H1"
+
+
+def add_release(real: Path) -> None:
+    """The release of the figures as of sequence 5, as the projector would record it."""
+    conn = sqlite3.connect(real)
+    with conn:
+        conn.execute(
+            "INSERT INTO releases (name, sequence, digest, note, office, actor, event_id, "
+            "recorded_sequence, recorded_ns, data) VALUES (?, 5, ?, 'First half', 'HQ', "
+            "'auditor@example.org', 'release-1', 7, ?, x'')",
+            (RELEASE, "ab" * 32, (int(T0.timestamp()) + 6) * 1_000_000_000),
+        )
+    conn.close()
+
+
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The dashboard over the seeded projection, served from a thread of this process."""
     live = tmp_path_factory.mktemp("dashboard") / "projections" / "ledger.db"
-    seed_projection(live)
+    add_release(seed_projection(live))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -177,3 +196,88 @@ def test_keyboard_and_narrow_screen(browser: Any, base_url: str, tmp_path: Path)
     assert width[0] <= width[1], "the page scrolls sideways on a narrow screen"
     shoot(tab, tmp_path, "country-narrow")
     context.close()
+
+
+# -- time travel -------------------------------------------------------------------------------
+
+
+def test_moving_the_slider_shows_the_ledger_as_it_stood(page: Any, tmp_path: Path):
+    page.goto("/countries/KAZ")
+    assert page.get_by_test_id("total-people_trained").inner_text() == "631"
+    slider = page.get_by_label("Ledger as of sequence")
+    assert slider.input_value() == "7"
+
+    slider.fill("5")
+    page.get_by_role("button", name="Show sequence").click()
+
+    page.wait_for_url("**/countries/KAZ?as_of_sequence=5")
+    # Before the withdrawal at [6]: 571 + 60 + 1000.
+    assert page.get_by_test_id("total-people_trained").inner_text() == "1,631"
+    banner = page.get_by_test_id("as-of-banner")
+    assert banner.is_visible() and "sequence 5" in banner.inner_text()
+    assert page.get_by_label("Ledger as of sequence").input_value() == "5"
+    shoot(page, tmp_path, "country-as-of")
+
+    # Every link keeps the sequence: the menu's, and a figure's.
+    nav = page.get_by_role("navigation", name="Main").get_by_role("link", name="Countries")
+    assert nav.get_attribute("href") == "/countries?as_of_sequence=5"
+    page.get_by_test_id("total-people_trained").get_by_role("link").click()
+    page.wait_for_url("**/provenance?country=KAZ&metric=people_trained&as_of_sequence=5")
+    assert page.get_by_test_id("provenance-total").inner_text() == "1,631"
+    assert "WITHDRAWN-1" in page.locator("tr[data-activity]").all_inner_texts()[-1]
+
+    page.get_by_test_id("back-to-now").click()
+    page.wait_for_url(re.compile(r".*/provenance\?country=KAZ&metric=people_trained$"))
+    assert page.get_by_test_id("provenance-total").inner_text() == "631"
+    assert page.get_by_test_id("as-of-banner").count() == 0
+
+
+def test_a_date_before_the_first_event_shows_nothing_yet(page: Any):
+    page.goto("/countries/KAZ")
+
+    page.get_by_label("Date", exact=True).fill("2021-06-30")
+    page.get_by_role("button", name="Show date").click()
+
+    page.wait_for_url("**/countries/KAZ?as_of=2021-06-30")
+    assert "before the first event" in page.get_by_test_id("as-of-banner").inner_text()
+    assert page.get_by_test_id("total-activities").inner_text() == "0"
+
+
+def test_a_release_marker_leads_to_the_release_sequence(page: Any, tmp_path: Path):
+    page.goto("/countries/KAZ")
+    mark = page.get_by_test_id("release-mark")
+    assert mark.inner_text() == RELEASE and mark.is_visible()
+    # Two thirds along the slider (sequence 5 of 1..7): right of its middle.
+    track = page.get_by_label("Ledger as of sequence").bounding_box()
+    box = mark.bounding_box()
+    assert track["x"] + track["width"] / 2 < box["x"] + box["width"] < track["x"] + track["width"]
+    shoot(page, tmp_path, "release-marker")
+
+    mark.click()
+
+    page.wait_for_url(f"**/countries/KAZ?release={RELEASE}")
+    assert page.get_by_test_id("banner-sequence").inner_text() == "5"
+    assert page.get_by_test_id("total-people_trained").inner_text() == "1,631"
+    assert page.get_by_label("Ledger as of sequence").input_value() == "5"
+    page.get_by_role("link", name=RELEASE).last.click()  # the banner names the release
+
+    page.wait_for_url(f"**/releases/{RELEASE}")
+    changed = page.locator("tr[data-activity]")
+    assert changed.evaluate_all("rows => rows.map(r => r.dataset.activity)") == [
+        "UZB-OP-1",
+        "WITHDRAWN-1",
+    ]
+    assert "-1,000" in page.locator('tr[data-change="KAZ people_trained"]').inner_text()
+    shoot(page, tmp_path, "release")
+
+
+def test_the_document_select_narrows_the_page(page: Any):
+    page.goto("/countries/KAZ?as_of_sequence=5")
+
+    page.get_by_label("Document", exact=True).select_option("SG report 2021 (A/76, item 109)")
+    page.get_by_role("button", name="Show document").click()
+
+    page.wait_for_url("**/countries/KAZ?as_of_sequence=5&document=*")
+    # Every seed activity cites that report: the same figures, narrowed and said so.
+    assert page.get_by_test_id("total-people_trained").inner_text() == "1,631"
+    assert page.get_by_test_id("banner-document").inner_text() == "SG report 2021 (A/76, item 109)"

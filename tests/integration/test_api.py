@@ -115,11 +115,11 @@ def test_every_list_is_also_csv_with_as_of_in_headers(client: TestClient):
     assert response.headers["content-type"].startswith("text/csv")
     assert response.headers["x-as-of-sequence"] == "7"
     assert response.text.splitlines() == [
-        "country,programme,year,name,activities,multi_country,"
+        "country,programme,year,document,name,activities,multi_country,"
         "metric.firearms_seized,metric.participants,metric.people_trained",
-        "KAZ,,,Kazakhstan,2,1,,30.0,631.0",
-        "KGZ,,,Kyrgyzstan,0,1,,,",
-        "UZB,,,Uzbekistan,2,1,250.0,20.0,40.0",
+        "KAZ,,,,Kazakhstan,2,1,,30.0,631.0",
+        "KGZ,,,,Kyrgyzstan,0,1,,,",
+        "UZB,,,,Uzbekistan,2,1,250.0,20.0,40.0",
     ]
     for url in ("/v1/programmes", "/v1/years", "/v1/activities", "/v1/provenance?metric=*"):
         rows = list(

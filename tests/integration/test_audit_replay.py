@@ -98,6 +98,8 @@ async def test_diff_lists_exactly_the_changed_figures_and_their_events(store: Ev
         ("by_country", ("KAZ",), "people_trained"),
         ("country_year", ("KAZ", 2020), "people_trained"),
         ("country_programme", ("KAZ", "GENERAL"), "people_trained"),
+        # The report that cites the training, by country (issue 18's documents).
+        ("document_country", ("SG report 2021 (A/76, item 109)", "KAZ"), "people_trained"),
     }
     change = by_row[("by_country", ("KAZ",), "people_trained")]
     assert (change.before, change.after) == (571, 600)

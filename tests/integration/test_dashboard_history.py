@@ -38,3 +38,26 @@ async def test_activity_page_shows_each_event_with_its_reason(store: EventStore,
         r"<th scope=\"row\">metrics</th><td>\{[^<]*571[^<]*</td><td>\{[^<]*575", history
     )
     assert 'data-testid="history-note"' not in html
+
+
+async def test_activity_page_as_of_a_past_sequence_shows_the_events_up_to_it(
+    store: EventStore, tmp_path: Path
+):
+    live = tmp_path / "projections" / "ledger.db"
+    seed_projection(live)
+    reported = await store.append(sealed(make_reported()), expected_sequence=0)
+    await store.append(
+        sealed(make_revised(metrics={"people_trained": 575})), expected_sequence=reported.sequence
+    )
+
+    transport = httpx.ASGITransport(app=create_app(live, store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ledger") as client:
+        then = await client.get(f"/activities/KAZ-TRAINING-1?as_of_sequence={reported.sequence}")
+        now = await client.get("/activities/KAZ-TRAINING-1")
+
+    assert then.status_code == now.status_code == 200
+    history = then.text[then.text.index('id="history"') :]
+    # Only the report was recorded by then; the revision is in the page of now.
+    assert re.findall(r"<strong>(Reported|Revised)</strong>", history) == ["Reported"]
+    assert f"The events recorded by sequence {reported.sequence}" in history
+    assert "Revised" in now.text[now.text.index('id="history"') :]

@@ -134,8 +134,8 @@ def test_figures_stay_numbers_even_when_negative():
     assert neutralise("") == ""
     text = to_csv([Cell(country="KAZ", name="-KAZ", totals={"balance": -5.0})], Cell)
     assert text.splitlines() == [
-        "country,programme,year,name,activities,multi_country,metric.balance",
-        "KAZ,,,'-KAZ,0,0,-5.0",
+        "country,programme,year,document,name,activities,multi_country,metric.balance",
+        "KAZ,,,,'-KAZ,0,0,-5.0",
     ]
 
 

@@ -8,18 +8,24 @@ listed apart and counted in no country; WITHDRAWN-1 counts nowhere.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
+from projections.answers import AsOf, Cell, Release, Timeline
+from projections.errors import BadParameterError
 from services.api.app import create_app
 from services.api.dashboard.charts import Bar, column_chart, nice_ticks, row_chart
-from services.api.dashboard.format import format_number
+from services.api.dashboard.format import format_exact, format_number
+from services.api.dashboard.render import Asked, Page
+from services.api.dashboard.views import cell_changes, parse_sequence
 from tests.query_seed import seed_projection
 
 PAGES = [
@@ -38,6 +44,7 @@ PAGES = [
     "/provenance?metric=*",
     "/search",
     "/search?q=trigger&country=&programme=&year=&kind=&status=",
+    "/releases",
 ]
 
 KAZ_TRAINED = 571 + 100 * 60 // 100
@@ -82,7 +89,9 @@ def test_every_page_renders_and_says_its_sequence(client: TestClient, url: str):
 
     assert text_of(html, "as-of-sequence") == "7"
     assert "<main" in html and '<nav aria-label="Main">' in html
-    assert "Not the sequence you asked for" not in html
+    # The present: no banner, and the time control sits at the last sequence.
+    assert 'data-testid="as-of-banner"' not in html
+    assert re.search(r'<input type="range" [^>]*min="1" max="7" [^>]*value="7"', html)
 
 
 @pytest.mark.parametrize("url", PAGES)
@@ -240,16 +249,19 @@ def test_activity_csv_lists_every_match(client: TestClient):
 # -- as of, and refusals -----------------------------------------------------------------------
 
 
-def test_a_page_asked_for_another_sequence_says_so(client: TestClient):
-    older = get_html(client, "/countries/KAZ?as_of_sequence=3")
-    assert "You asked for the ledger as of sequence 3, but this projection holds" in re.sub(
-        r"\s+", " ", older
-    )
-    assert "ledger replay --until-seq 3" in older
-    assert 'href="/years/2020?as_of_sequence=3"' in older
+def test_a_page_as_of_a_past_sequence_shows_it_and_says_so(client: TestClient):
+    # At [1] Kazakhstan has only its 2020 training.
+    older = get_html(client, "/countries/KAZ?as_of_sequence=1")
+
+    assert text_of(older, "total-people_trained") == "571"
+    assert text_of(older, "banner-sequence") == "1"
+    assert text_of(older, "as-of-sequence") == "1"
+    assert 'href="/years/2020?as_of_sequence=1"' in older
+    assert "ledger replay" not in older
 
     same = get_html(client, "/countries/KAZ?as_of_sequence=7")
-    assert "Not the sequence you asked for" not in same
+    assert 'data-testid="as-of-banner"' not in same
+    assert text_of(same, "total-people_trained") == "631"
 
 
 @pytest.mark.parametrize(
@@ -260,6 +272,14 @@ def test_a_page_asked_for_another_sequence_says_so(client: TestClient):
         ("/countries/KAZ?colour=blue", 400, "unknown query parameter"),
         ("/search?year=twenty", 400, "is not a year"),
         ("/countries/KAZ?metric=cocaine_seized_kg", 400, "no figures of"),
+        ("/countries/KAZ?as_of=yesterday", 400, "is not an instant"),
+        ("/countries/KAZ?as_of_sequence=five", 400, "is not a sequence"),
+        ("/countries/KAZ?as_of_sequence=-1", 400, "is negative"),
+        ("/countries/KAZ?as_of_sequence=8", 400, "past the last applied sequence, 7"),
+        ("/countries/KAZ?release=R1&as_of_sequence=3", 400, "a release names its sequence"),
+        ("/countries/KAZ?release=R1", 404, "no release"),
+        ("/releases/R1", 404, "no release"),
+        ("/csv/activities?as_of=nope", 400, "is not an instant"),
     ],
 )
 def test_refusals_are_pages_that_say_what_is_wrong(
@@ -336,3 +356,117 @@ def test_figures_that_are_not_summed_are_listed_never_totalled(tmp_path: Path):
             row = text_of(html, "reported-countries_assisted")
             assert "not summed" in row
             assert row.index("30") < row.index("12"), row  # largest first
+
+
+# -- links and time travel, without a server ---------------------------------------------------
+
+T = dt.datetime(2021, 6, 30, 12, 0, tzinfo=dt.UTC)
+
+
+def _asked(**scope: Any) -> Asked:
+    return Asked(**scope, path="/countries/KAZ", params=(("year", "2020"), ("metric", "*")))
+
+
+def test_links_keep_the_scope_and_a_given_parameter_wins():
+    page = Page("KAZ", AsOf(5, T, now=False), _asked(as_of_sequence=5, document="A/77/100"))
+
+    assert page.link("/years/2020") == "/years/2020?as_of_sequence=5&document=A%2F77%2F100"
+    assert page.link("/", as_of_sequence=3) == "/?as_of_sequence=3&document=A%2F77%2F100"
+    assert page.provenance("people_trained", country="KAZ") == (
+        "/provenance?country=KAZ&metric=people_trained&as_of_sequence=5&document=A%2F77%2F100"
+    )
+    # Back to now: the same page and its own parameters, no scope and no cursor.
+    assert page.now_url == "/countries/KAZ?year=2020&metric=%2A"
+    assert page.travelled
+
+
+def test_the_api_is_asked_for_a_release_by_its_sequence():
+    page = Page("KAZ", AsOf(5, T, now=False, release="R1"), _asked(release="R1"))
+
+    assert page.api("/v1/countries", format="csv") == "/v1/countries?format=csv&as_of_sequence=5"
+    assert page.link("/countries") == "/countries?release=R1"
+
+
+def test_the_present_is_not_announced_but_a_document_is():
+    assert not Page("KAZ", AsOf(7, T), _asked()).travelled
+    assert not Page("KAZ", AsOf(7, T), _asked(as_of_sequence=7)).travelled
+    assert Page("KAZ", AsOf(7, T, document="D"), _asked(document="D")).travelled
+    assert not Page("Error", None).travelled
+
+
+def test_release_marks_sit_along_the_slider_by_sequence():
+    def release(name: str, sequence: int) -> Release:
+        return Release(
+            name=name,
+            sequence=sequence,
+            time=T,
+            digest="",
+            note="",
+            office="HQ",
+            actor="a",
+            event_id="e",
+            recorded_sequence=sequence,
+            recorded_at=T,
+        )
+
+    timeline = Timeline(
+        as_of=AsOf(11, T),
+        first=AsOf(1, T),
+        last=AsOf(11, T),
+        releases=[release("R1", 1), release("R2", 6), release("R3", 11)],
+    )
+    page = Page("KAZ", AsOf(6, T, now=False), _asked(as_of_sequence=6), timeline)
+
+    slider = page.slider
+    assert slider is not None
+    assert (slider.low, slider.high, slider.value) == (1, 11, 6)
+    assert [(m.name, m.percent) for m in slider.marks] == [("R1", 0), ("R2", 50), ("R3", 100)]
+    assert slider.marks[1].url == "/countries/KAZ?year=2020&metric=%2A&release=R2"
+    assert Page("KAZ", AsOf(0, None), _asked(), Timeline(as_of=AsOf(0, None))).slider is None
+
+
+def test_changed_figures_are_listed_with_their_difference():
+    then = [
+        Cell(country="KAZ", name="Kazakhstan", activities=3, totals={"people_trained": 1631}),
+        Cell(country="KGZ", name="Kyrgyzstan", activities=1),
+    ]
+    now = [
+        Cell(country="KAZ", name="Kazakhstan", activities=2, totals={"people_trained": 631}),
+        Cell(country="UZB", name="Uzbekistan", activities=1, totals={"firearms_seized": 250}),
+    ]
+
+    changes = cell_changes(then, now, "country")
+
+    assert [(c.key, c.metric, c.then, c.now, c.delta) for c in changes] == [
+        ("KAZ", "*", 3, 2, "-1"),
+        ("KAZ", "people_trained", 1631, 631, "-1,000"),
+        ("KGZ", "*", 1, 0, "-1"),
+        ("UZB", "*", 0, 1, "+1"),
+        ("UZB", "firearms_seized", 0, 250, "+250"),
+    ]
+
+
+@pytest.mark.parametrize(("text", "sequence"), [(None, None), ("", None), (" 5 ", 5), ("-1", -1)])
+def test_a_sequence_from_a_form(text: str | None, sequence: int | None):
+    assert parse_sequence(text) == sequence
+
+
+def test_a_sequence_that_is_not_a_number_is_refused_by_name():
+    with pytest.raises(BadParameterError) as refused:
+        parse_sequence("5th")
+
+    assert refused.value.parameter == "as_of_sequence"
+
+
+def test_an_instant_asked_keeps_its_fraction():
+    assert format_exact(T + dt.timedelta(seconds=4.5)) == "2021-06-30 12:00:04.5 UTC"
+    assert format_exact(T) == "2021-06-30 12:00:00 UTC"
+
+
+def test_the_way_back_to_now_is_the_page_asked_quoted(client: TestClient):
+    html = get_html(client, "/programmes/Global%20Programme%20on%20Cybercrime?as_of_sequence=5")
+
+    assert 'href="/programmes/Global%20Programme%20on%20Cybercrime" data-testid="back-to-now"' in (
+        html
+    )
+    assert 'action="/programmes/Global%20Programme%20on%20Cybercrime"' in html

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from events.codec import encode, headers_for
 from events.envelope import Envelope
-from events.model import ActivityChanges, ActivityRevised, ActivityWithdrawn, CountryShare
+from events.model import ActivityChanges, ActivityRevised, ActivityWithdrawn, CountryShare, Source
 from events.stored import RawMessage
 from projections.apply import Applier
 from projections.bulk import BulkApplier
@@ -56,6 +56,11 @@ figures = st.one_of(
     st.floats(0, 5000, allow_nan=False).map(lambda x: round(x, 3)),
 )
 metrics = st.dictionaries(st.sampled_from(METRICS), figures, max_size=4)
+DOCUMENTS = ["A/76/119", "A/77/100"]
+# One or two reports cite an activity, now and then in two paragraphs of one.
+sources = st.lists(
+    st.builds(Source, st.sampled_from(DOCUMENTS), st.integers(1, 3)), min_size=1, max_size=3
+)
 
 
 @st.composite
@@ -87,6 +92,7 @@ def ledgers(draw: st.DrawFn) -> list[tuple[int, Envelope[Any]]]:
                 year=draw(st.sampled_from(YEARS)),
                 countries=draw(places()),
                 metrics=draw(metrics),
+                sources=draw(sources),
                 # Some are part of another activity: their figures count in that one only.
                 part_of=draw(st.one_of(st.none(), st.none(), st.sampled_from(IDS))),
             )
@@ -99,6 +105,7 @@ def ledgers(draw: st.DrawFn) -> list[tuple[int, Envelope[Any]]]:
                         "year": st.sampled_from(YEARS),
                         "countries": places(),
                         "metrics": metrics,
+                        "sources": sources,
                         "part_of": st.one_of(st.none(), st.sampled_from(IDS)),
                     },
                 )

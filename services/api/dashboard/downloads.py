@@ -5,7 +5,8 @@ so these routes page through :func:`projections.queries.list_activities` and
 :func:`projections.queries.provenance` themselves, writing each page as it is read
 (:func:`services.api.tables.stream_csv`): a list of a hundred thousand activities holds one page in
 memory, read in a worker thread, from one snapshot. The columns are the API's
-(:mod:`services.api.tables`).
+(:mod:`services.api.tables`). Each takes the pages' scope (``as_of``, ``as_of_sequence``,
+``release``, ``document``), so that a page's download lists what the page shows.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.di import Provide
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from projections import queries
 from projections.answers import ActivityItem, AsOf, Cell, ProvenanceItem
 from projections.errors import BadParameterError, UnknownKeyError
+from projections.temporal import Scope
 from services.api.dashboard.format import ACTIVITY_COUNT
+from services.api.dashboard.render import SCOPE_KEYS, Scoped, asked_by
 from services.api.dashboard.views import parse_year
 from services.api.read_model import ReadModel
 from services.api.tables import Fetch, stream_csv, to_csv
@@ -96,10 +100,20 @@ async def csv_response(
     return CsvStream(chunks, media_type=media_type, headers=headers)
 
 
-def _activities(**filters: Any) -> Fetch:
+def _download(path: str, *params: str) -> Any:
+    """A CSV route that accepts only the named query parameters and those of a scope."""
+    return get(
+        path,
+        opt={"query": frozenset({*params, *SCOPE_KEYS})},
+        dependencies={"scoped": Provide(asked_by)},
+        include_in_schema=False,
+    )
+
+
+def _activities(scope: Scope | None, **filters: Any) -> Fetch:
     """Every page of the activities matching ``filters``, the largest pages the query gives."""
     return lambda conn, cursor: queries.list_activities(
-        conn, **filters, cursor=cursor, limit=queries.MAX_LIMIT
+        conn, **filters, cursor=cursor, limit=queries.MAX_LIMIT, scope=scope
     )
 
 
@@ -107,13 +121,10 @@ def _text(value: str | None) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
-@get(
-    "/csv/activities",
-    opt={"query": frozenset({"q", "country", "programme", "year", "kind", "status"})},
-    include_in_schema=False,
-)
+@_download("/csv/activities", "q", "country", "programme", "year", "kind", "status")
 async def activities_csv(
     request: Request,
+    scoped: Scoped,
     q: FromQuery[str | None] = None,
     country: FromQuery[str | None] = None,
     programme: FromQuery[str | None] = None,
@@ -123,6 +134,7 @@ async def activities_csv(
 ) -> Stream:
     """Every activity matching the filters (those of the search page) as CSV."""
     fetch = _activities(
+        scoped.scope,
         q=_text(q),
         country=_text(country),
         programme=_text(programme),
@@ -140,13 +152,10 @@ def _listed_apart(item: ActivityItem) -> bool:
     return item.multi_country and item.status == "active"
 
 
-@get(
-    "/csv/provenance",
-    opt={"query": frozenset({"country", "programme", "year", "metric"})},
-    include_in_schema=False,
-)
+@_download("/csv/provenance", "country", "programme", "year", "metric")
 async def provenance_csv(
     request: Request,
+    scoped: Scoped,
     country: FromQuery[str | None] = None,
     programme: FromQuery[str | None] = None,
     year: FromQuery[str | None] = None,
@@ -161,20 +170,19 @@ async def provenance_csv(
     }
 
     def fetch(conn: Any, cursor: str | None) -> Any:
-        return queries.provenance(conn, **key, cursor=cursor, limit=queries.MAX_LIMIT)
+        return queries.provenance(
+            conn, **key, cursor=cursor, limit=queries.MAX_LIMIT, scope=scoped.scope
+        )
 
     return await csv_response(
         request.app.state.read_model, fetch, ProvenanceItem, filename="provenance.csv"
     )
 
 
-@get(
-    "/csv/{summary:str}/{key:str}/{part:str}",
-    opt={"query": frozenset({"year"})},
-    include_in_schema=False,
-)
+@_download("/csv/{summary:str}/{key:str}/{part:str}", "year")
 async def summary_csv(
     request: Request,
+    scoped: Scoped,
     summary: FromPath[str],
     key: FromPath[str],
     part: FromPath[str],
@@ -187,7 +195,7 @@ async def summary_csv(
     if part not in _PARTS:
         raise UnknownKeyError("part", f"no list {part!r}; one of {', '.join(_PARTS)}")
     model: ReadModel = request.app.state.read_model
-    narrowed = parse_year(year)
+    narrowed, asked = parse_year(year), scoped.scope
     if scope == "year":
         narrowed = parse_year(key)
         if narrowed is None:
@@ -198,15 +206,23 @@ async def summary_csv(
     if part == "multi_country":
         filters = {scope: narrowed if scope == "year" else key, "year": narrowed}
         return await csv_response(
-            model, _activities(**filters), ActivityItem, keep=_listed_apart, filename=filename
+            model,
+            _activities(asked, **filters),
+            ActivityItem,
+            keep=_listed_apart,
+            filename=filename,
         )
     if scope == "country":
-        answer = await model.run(lambda conn: queries.country_summary(conn, key, narrowed))
+        answer = await model.run(
+            lambda conn: queries.country_summary(conn, key, narrowed, scope=asked)
+        )
     elif scope == "programme":
-        answer = await model.run(lambda conn: queries.programme_summary(conn, key, narrowed))
+        answer = await model.run(
+            lambda conn: queries.programme_summary(conn, key, narrowed, scope=asked)
+        )
     else:
         assert narrowed is not None  # the year scope has checked it
-        answer = await model.run(lambda conn: queries.year_summary(conn, narrowed))
+        answer = await model.run(lambda conn: queries.year_summary(conn, narrowed, scope=asked))
     cells = getattr(answer, part)
     if cells is None:
         raise UnknownKeyError("part", f"a {scope} page has no list {part!r}")

@@ -15,6 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from events.errors import LedgerError
+from projections.errors import QueryError
 from services.api.dashboard.render import Page, render
 from services.errors import answer_for, field_of
 
@@ -38,7 +39,9 @@ def _on_ledger_error(request: Request, exc: LedgerError) -> Response:
     answer = answer_for(exc)
     if answer.internal:
         return _on_unexpected(request, exc)
-    response = _page(answer.status, answer.page.title, str(exc), field_of(exc))
+    # The page names the field itself; a query error's text would name it twice.
+    message = exc.message if isinstance(exc, QueryError) else str(exc)
+    response = _page(answer.status, answer.page.title, message, field_of(exc))
     response.headers.update(answer.headers)
     return response
 

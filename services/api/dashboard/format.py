@@ -6,7 +6,14 @@ import datetime as dt
 
 from events.reference import load_reference
 
-__all__ = ["format_instant", "format_number", "kind_label", "metric_label", "metric_unit"]
+__all__ = [
+    "format_exact",
+    "format_instant",
+    "format_number",
+    "kind_label",
+    "metric_label",
+    "metric_unit",
+]
 
 ACTIVITY_COUNT = "*"
 """The pseudo-metric of the query layer that counts activities."""
@@ -53,3 +60,12 @@ def format_instant(value: dt.datetime | dt.date | None) -> str:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return value.isoformat()
+
+
+def format_exact(value: dt.datetime | None) -> str:
+    """An instant in UTC with its fraction of a second, if any: what a reader typed back."""
+    if value is None:
+        return ""
+    utc = value.astimezone(dt.UTC)
+    fraction = f".{utc.microsecond:06d}".rstrip("0") if utc.microsecond else ""
+    return utc.strftime("%Y-%m-%d %H:%M:%S") + fraction + " UTC"

@@ -2,9 +2,14 @@
 
 Each handler reads the live projection through the app's :class:`~services.api.read_model.ReadModel`
 (the same one the API uses), asks the same query functions in one of its worker threads (never
-on the event loop), and hands their answers to a template. Every page takes
-``?as_of_sequence=N``: the projection holds one sequence, so a page asked for another says so
-plainly (see ``templates/base.html``).
+on the event loop), and hands their answers to a template.
+
+Every page takes the scope of the query layer (:mod:`projections.temporal`): ``as_of`` (an
+instant or a date), ``as_of_sequence`` or ``release`` for the ledger as it stood then, and
+``document`` for one document's figures. The dependency :func:`~.render.asked_by` checks them;
+each query is asked with the scope (``None`` for the present, the rollups' fast path); every
+link keeps them; the page says which ledger it shows (``templates/base.html``). ``/releases``
+lists the releases, and a release's page what changed since.
 """
 
 from __future__ import annotations
@@ -13,27 +18,53 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Annotated, Any, TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from litestar import MediaType, Request, Response, get
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.di import Provide
+from litestar.params import FromPath, FromQuery
 
 from events.errors import ActivityNotFoundError
 from events.reference import load_reference
 from events.store import EventStore
 from projections import queries
-from projections.answers import ActivityPage, Cell, Summary
+from projections.answers import (
+    ActivityDetail,
+    ActivityItem,
+    ActivityPage,
+    AsOf,
+    Cell,
+    Release,
+    Summary,
+    Timeline,
+)
+from projections.errors import UnknownKeyError
+from projections.temporal import Scope
 from replay.history import HistoryEntry, activity_history
 from services.api.dashboard.charts import column_chart, row_chart
 from services.api.dashboard.format import ACTIVITY_COUNT, metric_label, metric_unit
-from services.api.dashboard.render import Page, href, render, segment
+from services.api.dashboard.render import (
+    SCOPE_KEYS,
+    Asked,
+    Page,
+    Scoped,
+    asked_by,
+    render,
+    segment,
+)
 from services.api.dashboard.views import (
+    ActivityChange,
+    FigureChange,
+    activity_change,
+    blank,
     cell_bars,
+    cell_changes,
     metrics_of,
     parse_year,
     pick_metric,
     same_snapshot,
     top_cells,
+    total_changes,
 )
 
 __all__ = ["PAGES", "PAGE_SIZE"]
@@ -48,22 +79,24 @@ ROW_CHART_MOST = 15
 """The most rows a horizontal chart draws; its table lists them all."""
 PROVENANCE_SHOWN = PAGE_SIZE
 """Activities a provenance page lists; the next page is a link, and its CSV has them all."""
+CHANGES_SHOWN = 100
+"""The most changed activities a release's page lists."""
+CHANGES_SCANNED = 10 * queries.MAX_LIMIT
+"""The most activities a release's page reads to find those changed since it."""
 _NATS_TIMEOUT = 3.0
 _PLURAL = {"country": "/countries", "programme": "/programmes", "year": "/years"}
 
-AsOfSequence = Annotated[
-    int | None,
-    QueryParameter(ge=0, description="The sequence the reader wants the page to reflect"),
-]
 Text = FromQuery[str | None]
 """Form fields arrive as text, empty when left blank; each page parses its own."""
 
 
 def _page(path: str, *params: str) -> Any:
-    """A GET page that accepts only the named query parameters, and ``as_of_sequence``."""
+    """A GET page that accepts only the named query parameters and those of a scope, which
+    it gets as ``scoped``."""
     return get(
         path,
-        opt={"query": frozenset({*params, "as_of_sequence"})},
+        opt={"query": frozenset({*params, *SCOPE_KEYS})},
+        dependencies={"scoped": Provide(asked_by)},
         media_type=MediaType.HTML,
         include_in_schema=False,
     )
@@ -77,8 +110,20 @@ async def _read(request: Request, read: Callable[[sqlite3.Connection], T]) -> T:
     return await request.app.state.read_model.run(read)
 
 
-def _blank(text: str | None) -> str | None:
-    return text.strip() if text and text.strip() else None
+def _controls(conn: sqlite3.Connection) -> tuple[Timeline, tuple[str, ...]]:
+    """What the time control shows: the ledger's history, its releases and its documents.
+
+    Read for the present: the scope would change only the answer's ``as_of``, and one answer
+    for every page is kept by the read model until the projection changes.
+    """
+    documents = queries.list_documents(conn).items
+    return queries.timeline(conn), tuple(cell.document for cell in documents if cell.document)
+
+
+async def _page_of(request: Request, title: str, as_of: AsOf, asked: Asked) -> Page:
+    """The page answered, with the time control's history."""
+    timeline, documents = await request.app.state.read_model.query(None, _controls)
+    return Page(title, as_of, asked, timeline, documents)
 
 
 async def _stream_last(store: EventStore | None) -> int | None:
@@ -95,18 +140,19 @@ async def _stream_last(store: EventStore | None) -> int | None:
 
 
 @_page("/")
-async def overview(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
+async def overview(request: Request, scoped: Scoped) -> Response:
     """Headline totals, activities per year, the top countries and programmes, and status."""
     last = await _stream_last(request.app.state.store)
+    scope = scoped.scope
     total, years, countries, programmes, status = await _read(
         request,
         lambda conn: same_snapshot(
             lambda: (
-                queries.global_summary(conn),
-                queries.list_years(conn),
-                queries.list_countries(conn),
-                queries.list_programmes(conn),
-                queries.status(conn, last),
+                queries.global_summary(conn, scope=scope),
+                queries.list_years(conn, scope=scope),
+                queries.list_countries(conn, scope=scope),
+                queries.list_programmes(conn, scope=scope),
+                queries.status(conn, last, scope=scope),
             )
         ),
     )
@@ -114,7 +160,7 @@ async def overview(request: Request, as_of_sequence: AsOfSequence = None) -> Res
     top_programmes = top_cells(programmes.items, TOP)
     return render(
         "overview.html",
-        Page("Overview", years.as_of, as_of_sequence),
+        await _page_of(request, "Overview", years.as_of, scoped),
         total=total,
         years=years.items,
         counts={
@@ -151,27 +197,27 @@ def _index(page: Page, key: str, cells: list[Cell], csv: str) -> Response:
 
 
 @_page("/countries")
-async def countries(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
+async def countries(request: Request, scoped: Scoped) -> Response:
     """Every country with activities, and its figures."""
-    answer = await _read(request, queries.list_countries)
-    page = Page("Countries", answer.as_of, as_of_sequence)
-    return _index(page, "country", answer.items, "/v1/countries?format=csv")
+    answer = await _read(request, lambda conn: queries.list_countries(conn, scope=scoped.scope))
+    page = await _page_of(request, "Countries", answer.as_of, scoped)
+    return _index(page, "country", answer.items, page.api("/v1/countries", format="csv"))
 
 
 @_page("/programmes")
-async def programmes(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
+async def programmes(request: Request, scoped: Scoped) -> Response:
     """Every programme with activities, and its figures."""
-    answer = await _read(request, queries.list_programmes)
-    page = Page("Programmes", answer.as_of, as_of_sequence)
-    return _index(page, "programme", answer.items, "/v1/programmes?format=csv")
+    answer = await _read(request, lambda conn: queries.list_programmes(conn, scope=scoped.scope))
+    page = await _page_of(request, "Programmes", answer.as_of, scoped)
+    return _index(page, "programme", answer.items, page.api("/v1/programmes", format="csv"))
 
 
 @_page("/years")
-async def years(request: Request, as_of_sequence: AsOfSequence = None) -> Response:
+async def years(request: Request, scoped: Scoped) -> Response:
     """Every year with activities, and its figures."""
-    answer = await _read(request, queries.list_years)
-    page = Page("Years", answer.as_of, as_of_sequence)
-    return _index(page, "year", answer.items, "/v1/years?format=csv")
+    answer = await _read(request, lambda conn: queries.list_years(conn, scope=scoped.scope))
+    page = await _page_of(request, "Years", answer.as_of, scoped)
+    return _index(page, "year", answer.items, page.api("/v1/years", format="csv"))
 
 
 # -- country, programme and year ---------------------------------------------------------------
@@ -187,7 +233,7 @@ def _list_links(
 ) -> dict[str, str | None]:
     """The links of an activity list: all of it as CSV, its next page, and back to the first."""
     return {
-        "csv": href("/csv/activities", **filters),
+        "csv": page.link("/csv/activities", **filters),
         "next": page.link(base, **params, cursor=listing.next_cursor)
         if listing.next_cursor
         else None,
@@ -272,23 +318,24 @@ async def country(
     year: Text = None,
     metric: Text = None,
     cursor: Text = None,
-    as_of_sequence: AsOfSequence = None,
+    *,
+    scoped: Scoped,
 ) -> Response:
     """One country: totals, figures by year and programme, multi-country and activities."""
-    narrowed, cursor = parse_year(year), _blank(cursor)
+    narrowed, cursor, scope = parse_year(year), blank(cursor), scoped.scope
     code = queries.resolve_country(country)
     summary, listing = await _read(
         request,
         lambda conn: same_snapshot(
             lambda: (
-                queries.country_summary(conn, code, narrowed),
+                queries.country_summary(conn, code, narrowed, scope=scope),
                 queries.list_activities(
-                    conn, country=code, year=narrowed, cursor=cursor, limit=PAGE_SIZE
+                    conn, country=code, year=narrowed, cursor=cursor, limit=PAGE_SIZE, scope=scope
                 ),
             )
         ),
     )
-    page = Page(summary.name or code, summary.as_of, as_of_sequence)
+    page = await _page_of(request, summary.name or code, summary.as_of, scoped)
     return _summary_page(
         page,
         summary,
@@ -308,23 +355,29 @@ async def programme(
     year: Text = None,
     metric: Text = None,
     cursor: Text = None,
-    as_of_sequence: AsOfSequence = None,
+    *,
+    scoped: Scoped,
 ) -> Response:
     """One programme: totals, figures by year and country, multi-country and activities."""
-    narrowed, cursor = parse_year(year), _blank(cursor)
+    narrowed, cursor, scope = parse_year(year), blank(cursor), scoped.scope
     code = queries.resolve_programme(programme)
     summary, listing = await _read(
         request,
         lambda conn: same_snapshot(
             lambda: (
-                queries.programme_summary(conn, code, narrowed),
+                queries.programme_summary(conn, code, narrowed, scope=scope),
                 queries.list_activities(
-                    conn, programme=code, year=narrowed, cursor=cursor, limit=PAGE_SIZE
+                    conn,
+                    programme=code,
+                    year=narrowed,
+                    cursor=cursor,
+                    limit=PAGE_SIZE,
+                    scope=scope,
                 ),
             )
         ),
     )
-    page = Page(summary.name or code, summary.as_of, as_of_sequence)
+    page = await _page_of(request, summary.name or code, summary.as_of, scoped)
     return _summary_page(
         page,
         summary,
@@ -343,20 +396,23 @@ async def year(
     year: FromPath[int],
     metric: Text = None,
     cursor: Text = None,
-    as_of_sequence: AsOfSequence = None,
+    *,
+    scoped: Scoped,
 ) -> Response:
     """One year: totals, figures by programme and country, multi-country and activities."""
-    cursor = _blank(cursor)
+    cursor, scope = blank(cursor), scoped.scope
     summary, listing = await _read(
         request,
         lambda conn: same_snapshot(
             lambda: (
-                queries.year_summary(conn, year),
-                queries.list_activities(conn, year=year, cursor=cursor, limit=PAGE_SIZE),
+                queries.year_summary(conn, year, scope=scope),
+                queries.list_activities(
+                    conn, year=year, cursor=cursor, limit=PAGE_SIZE, scope=scope
+                ),
             )
         ),
     )
-    page = Page(str(year), summary.as_of, as_of_sequence)
+    page = await _page_of(request, str(year), summary.as_of, scoped)
     return _summary_page(
         page,
         summary,
@@ -389,16 +445,19 @@ async def _history(store: EventStore | None, activity_id: str) -> tuple[list[His
 
 
 @_page("/activities/{activity_id:str}")
-async def activity(
-    request: Request, activity_id: FromPath[str], as_of_sequence: AsOfSequence = None
-) -> Response:
-    """One activity: its current state, its source, and its history from the stream."""
-    detail = await _read(request, lambda conn: queries.get_activity(conn, activity_id))
+async def activity(request: Request, activity_id: FromPath[str], scoped: Scoped) -> Response:
+    """One activity: its state (now or then), its source, and its history from the stream."""
+    detail = await _read(
+        request, lambda conn: queries.get_activity(conn, activity_id, scope=scoped.scope)
+    )
     history, note = await _history(request.app.state.store, activity_id)
+    if not detail.as_of.now:
+        # The stream holds every event; as of a past sequence, those recorded by then.
+        history = [entry for entry in history if entry.sequence <= detail.as_of.sequence]
     ref = load_reference()
     return render(
         "activity.html",
-        Page(detail.title, detail.as_of, as_of_sequence),
+        await _page_of(request, detail.title, detail.as_of, scoped),
         detail=detail,
         country_names={p.country: ref.country_name(p.country) for p in detail.countries},
         programme_name=_programme_name(detail.programme),
@@ -420,19 +479,22 @@ async def provenance(
     year: Text = None,
     metric: Text = None,
     cursor: Text = None,
-    as_of_sequence: AsOfSequence = None,
+    *,
+    scoped: Scoped,
 ) -> Response:
     """The activities and events that make up one figure, which their values sum to."""
     key: dict[str, Any] = {
-        "country": _blank(country),
-        "programme": _blank(programme),
+        "country": blank(country),
+        "programme": blank(programme),
         "year": parse_year(year),
-        "metric": _blank(metric) or ACTIVITY_COUNT,
+        "metric": blank(metric) or ACTIVITY_COUNT,
     }
-    cursor = _blank(cursor)
+    cursor = blank(cursor)
     answer = await _read(
         request,
-        lambda conn: queries.provenance(conn, **key, cursor=cursor, limit=PROVENANCE_SHOWN),
+        lambda conn: queries.provenance(
+            conn, **key, cursor=cursor, limit=PROVENANCE_SHOWN, scope=scoped.scope
+        ),
     )
     ref = load_reference()
     where = [
@@ -440,10 +502,8 @@ async def provenance(
         *([_programme_name(answer.programme)] if answer.programme else []),
         *([str(answer.year)] if answer.year is not None else []),
     ]
-    page = Page(
-        f"{metric_label(answer.metric)}: where the figure comes from",
-        answer.as_of,
-        as_of_sequence,
+    page = await _page_of(
+        request, f"{metric_label(answer.metric)}: where the figure comes from", answer.as_of, scoped
     )
     figure = {
         "country": answer.country,
@@ -457,7 +517,7 @@ async def provenance(
         answer=answer,
         where=", ".join(where) or "all countries, programmes and years",
         items=answer.items,
-        csv=href("/csv/provenance", **figure),
+        csv=page.link("/csv/provenance", **figure),
         next_url=page.link("/provenance", **figure, cursor=answer.next_cursor)
         if answer.next_cursor
         else None,
@@ -475,30 +535,33 @@ async def search(
     kind: Text = None,
     status: Text = None,
     cursor: Text = None,
-    as_of_sequence: AsOfSequence = None,
+    *,
+    scoped: Scoped,
 ) -> Response:
     """Full text over titles and summaries, with filters; a GET form, so results can be linked."""
     filters: dict[str, Any] = {
-        "q": _blank(q),
-        "country": _blank(country),
-        "programme": _blank(programme),
+        "q": blank(q),
+        "country": blank(country),
+        "programme": blank(programme),
         "year": parse_year(year),
-        "kind": _blank(kind),
-        "status": _blank(status),
+        "kind": blank(kind),
+        "status": blank(status),
     }
-    cursor = _blank(cursor)
+    cursor, scope = blank(cursor), scoped.scope
     found, countries, programmes, years = await _read(
         request,
         lambda conn: same_snapshot(
             lambda: (
-                queries.list_activities(conn, **filters, cursor=cursor, limit=PAGE_SIZE),
-                queries.list_countries(conn),
-                queries.list_programmes(conn),
-                queries.list_years(conn),
+                queries.list_activities(
+                    conn, **filters, cursor=cursor, limit=PAGE_SIZE, scope=scope
+                ),
+                queries.list_countries(conn, scope=scope),
+                queries.list_programmes(conn, scope=scope),
+                queries.list_years(conn, scope=scope),
             )
         ),
     )
-    page = Page("Search activities", found.as_of, as_of_sequence)
+    page = await _page_of(request, "Search activities", found.as_of, scoped)
     return render(
         "search.html",
         page,
@@ -512,6 +575,108 @@ async def search(
     )
 
 
+# -- releases ----------------------------------------------------------------------------------
+
+
+@_page("/releases")
+async def releases(request: Request, scoped: Scoped) -> Response:
+    """Every release made by the page's moment, each linked to what changed since it."""
+    answer = await _read(request, lambda conn: queries.list_releases(conn, scope=scoped.scope))
+    page = await _page_of(request, "Releases", answer.as_of, scoped)
+    return render("releases.html", page, releases=answer.items)
+
+
+class _Comparison(TypedDict):
+    """A release against the page's moment, as the release's template reads it."""
+
+    release: Release
+    then: AsOf
+    later: AsOf
+    totals: list[FigureChange]
+    countries: list[FigureChange]
+    programmes: list[FigureChange]
+    activities: list[ActivityChange]
+    activities_note: str
+
+
+def _figures_of(
+    conn: sqlite3.Connection, scope: Scope | None
+) -> tuple[Summary, list[Cell], list[Cell]]:
+    total, countries, programmes = same_snapshot(
+        lambda: (
+            queries.global_summary(conn, scope=scope),
+            queries.list_countries(conn, scope=scope),
+            queries.list_programmes(conn, scope=scope),
+        )
+    )
+    return total, countries.items, programmes.items
+
+
+def _changed_since(
+    conn: sqlite3.Connection, sequence: int, scope: Scope | None
+) -> tuple[list[ActivityItem], str]:
+    """The activities last changed after ``sequence`` in the scope's ledger, and a note when
+    the list stops short: it reads at most :data:`CHANGES_SCANNED` activities, by id."""
+    found: list[ActivityItem] = []
+    scanned, cursor = 0, None
+    while True:
+        listing = queries.list_activities(conn, cursor=cursor, limit=queries.MAX_LIMIT, scope=scope)
+        scanned += len(listing.items)
+        found += [item for item in listing.items if item.last_sequence > sequence]
+        cursor = listing.next_cursor
+        if cursor is None:
+            break
+        if len(found) > CHANGES_SHOWN:
+            return found[:CHANGES_SHOWN], (
+                f"The first {CHANGES_SHOWN} changed activities by id; more changed."
+            )
+        if scanned >= CHANGES_SCANNED:
+            return found, f"Only the first {scanned:,} activities by id were checked."
+    if len(found) > CHANGES_SHOWN:
+        return found[:CHANGES_SHOWN], (
+            f"The first {CHANGES_SHOWN} of {len(found):,} changed activities by id."
+        )
+    return found, ""
+
+
+def _then(conn: sqlite3.Connection, activity_id: str, scope: Scope) -> ActivityDetail | None:
+    try:
+        return queries.get_activity(conn, activity_id, scope=scope)
+    except UnknownKeyError:
+        return None  # reported after the release
+
+
+def _compare(conn: sqlite3.Connection, name: str, asked: Asked) -> _Comparison:
+    """A release's figures and activities against the page's moment (now by default)."""
+    made = queries.get_release(conn, name)
+    at_release = Scope(release=name, document=asked.document)
+    total_then, countries_then, programmes_then = _figures_of(conn, at_release)
+    total_later, countries_later, programmes_later = _figures_of(conn, asked.scope)
+    changed, note = _changed_since(conn, made.sequence, asked.scope)
+    return {
+        "release": made,
+        "then": total_then.as_of,
+        "later": total_later.as_of,
+        "totals": total_changes(total_then, total_later),
+        "countries": cell_changes(countries_then, countries_later, "country"),
+        "programmes": cell_changes(programmes_then, programmes_later, "programme"),
+        "activities": [
+            activity_change(item, _then(conn, item.activity_id, at_release)) for item in changed
+        ],
+        "activities_note": note,
+    }
+
+
+@_page("/releases/{name:str}")
+async def release(request: Request, name: FromPath[str], scoped: Scoped) -> Response:
+    """One release, and every figure and activity that changed between it and the page's
+    moment (now, unless the page is asked as of another)."""
+    compared = await _read(request, lambda conn: _compare(conn, name, scoped))
+    page = await _page_of(request, f"Release {name}", compared["later"], scoped)
+    at = {"release": name, "document": scoped.document}
+    return render("release.html", page, at=at, **compared)
+
+
 PAGES = [
     overview,
     countries,
@@ -523,5 +688,7 @@ PAGES = [
     activity,
     provenance,
     search,
+    releases,
+    release,
 ]
 """Every page handler, for the dashboard's router."""

@@ -6,22 +6,31 @@ Pure functions over :mod:`projections.answers` Structs; the figures themselves a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from projections.answers import AsOf, Cell
+from projections.answers import ActivityDetail, ActivityItem, AsOf, Cell
 from projections.errors import BadParameterError
 from services.api.dashboard.charts import Bar
 from services.api.dashboard.format import ACTIVITY_COUNT, format_number, metric_unit
 
 __all__ = [
+    "ActivityChange",
+    "FigureChange",
+    "activity_change",
+    "blank",
     "cell_bars",
+    "cell_changes",
     "cell_value",
     "metrics_of",
+    "parse_sequence",
     "parse_year",
     "pick_metric",
     "same_snapshot",
     "top_cells",
+    "total_changes",
 ]
 
 
@@ -82,6 +91,30 @@ def cell_bars(cells: list[Cell], metric: str) -> list[Bar]:
     return bars
 
 
+def blank(text: str | None) -> str | None:
+    """A form field's text, stripped; ``None`` when left blank (a GET form sends them all)."""
+    return text.strip() if text and text.strip() else None
+
+
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
+def parse_sequence(text: str | None) -> int | None:
+    """A stream sequence from a query string; empty means none.
+
+    :raises BadParameterError: naming ``as_of_sequence`` when it is not a whole number (a
+        negative one is left to :func:`projections.temporal.scope_of`, which says why).
+    """
+    text = blank(text)
+    if text is None:
+        return None
+    if not _WHOLE.fullmatch(text):
+        raise BadParameterError(
+            "as_of_sequence", f"{text!r} is not a sequence; give a whole number, e.g. 5"
+        )
+    return int(text)
+
+
 def parse_year(text: str | None) -> int | None:
     """A year from a query string; empty means none (a GET form sends every field).
 
@@ -108,3 +141,94 @@ def pick_metric(metric: str | None, available: Iterable[str]) -> str:
             "metric", f"this page has no figures of {metric!r}; choose one of {choices}"
         )
     return metric
+
+
+# -- what changed between two moments (the release page) ---------------------------------------
+
+
+class _Figures(Protocol):
+    @property
+    def activities(self) -> int: ...
+    @property
+    def totals(self) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class FigureChange:
+    """One figure that differs between an earlier moment and a later one."""
+
+    key: str | int | None
+    """The country, programme or year the figure is of; ``None`` for the ledger's total."""
+    name: str
+    metric: str
+    """A summed metric, or ``*`` for the activities counted."""
+    then: float
+    now: float
+
+    @property
+    def delta(self) -> str:
+        """The change, signed: ``+50``, ``-1,000``."""
+        change = self.now - self.then
+        return ("+" if change > 0 else "-") + format_number(abs(change))
+
+
+def _differences(then: _Figures | None, now: _Figures | None) -> list[tuple[str, float, float]]:
+    """(metric, then, now) for the activity count and every summed total that differs."""
+    before = {ACTIVITY_COUNT: float(then.activities), **then.totals} if then else {}
+    after = {ACTIVITY_COUNT: float(now.activities), **now.totals} if now else {}
+    found = []
+    for metric in [ACTIVITY_COUNT, *sorted((set(before) | set(after)) - {ACTIVITY_COUNT})]:
+        old, new = before.get(metric, 0.0), after.get(metric, 0.0)
+        if old != new:
+            found.append((metric, old, new))
+    return found
+
+
+def total_changes(then: _Figures, now: _Figures) -> list[FigureChange]:
+    """The ledger's totals that differ between two summaries."""
+    return [FigureChange(None, "", m, old, new) for m, old, new in _differences(then, now)]
+
+
+def cell_changes(then: Iterable[Cell], now: Iterable[Cell], key: str) -> list[FigureChange]:
+    """Every figure of a list of cells (by ``key``: country, programme or year) that differs,
+    a cell that appeared or went away counting from or to nothing."""
+    before = {getattr(cell, key): cell for cell in then}
+    after = {getattr(cell, key): cell for cell in now}
+    changes = []
+    for code in sorted(set(before) | set(after), key=str):
+        cell = after.get(code) or before[code]
+        name = cell.name or str(code)
+        for metric, old, new in _differences(before.get(code), after.get(code)):
+            changes.append(FigureChange(code, name, metric, old, new))
+    return changes
+
+
+@dataclass(frozen=True)
+class ActivityChange:
+    """An activity changed after a moment: as it is later, as it was then, and what differs."""
+
+    item: ActivityItem
+    then: ActivityDetail | None
+    """``None``: not yet reported then."""
+    changes: list[str]
+
+
+def activity_change(item: ActivityItem, then: ActivityDetail | None) -> ActivityChange:
+    """What differs in an activity between ``then`` and ``item``, in words."""
+    if then is None:
+        return ActivityChange(item, None, ["reported since"])
+    changes = []
+    if then.status != item.status:
+        changes.append(f"{then.status} → {item.status}")
+    if then.title != item.title:
+        changes.append("title changed")
+    for metric in sorted(set(then.metrics) | set(item.metrics)):
+        old, new = then.metrics.get(metric), item.metrics.get(metric)
+        if old != new:
+            shown = [format_number(v) if v is not None else "none" for v in (old, new)]
+            changes.append(f"{metric.replace('_', ' ')} {shown[0]} → {shown[1]}")
+    if then.countries != item.countries:
+        changes.append("countries changed")
+    if then.programme != item.programme or then.year != item.year:
+        changes.append("programme or year changed")
+    return ActivityChange(item, then, changes or ["other details changed"])
