@@ -163,6 +163,10 @@ _DELETES = {
     + " AND activities = 0 AND multi_country = 0"
     for table, keys in ROLLUP_KEYS.items()
 }
+_FOOTPRINT_INSERT = (
+    "INSERT INTO footprints (country, metric, year, programme, activity_id, since, until, "
+    "micros, counted, listed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _PLACE_INSERT = (
     "INSERT INTO activity_countries (country, activity_id, share, office, programme, kind, "
     "year, status, multi_country, figures, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -386,21 +390,13 @@ def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) ->
             else:
                 papers.extend((d, activity_id, since, until) for d in documents_of(activity))
                 if mine:
-                    feet.extend(
-                        (
-                            place,
-                            activity_id,
-                            metric,
-                            since,
-                            until,
-                            activity.programme,
-                            activity.year,
-                            micros,
-                            counted,
-                            listed,
-                        )
-                        for place, metric, micros, counted, listed in mine
-                    )
+                    # In the table's key order, so that a plain sort orders them for the
+                    # b-tree: (country, metric, year, programme, activity_id, since).
+                    year, programme = activity.year, activity.programme
+                    feet += [
+                        (place, metric, year, programme, activity_id, since, until, *figures)
+                        for place, metric, *figures in mine
+                    ]
             if until == OPEN:
                 continue
             # A replaced version: kept as the current tables held it.
@@ -457,17 +453,12 @@ def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) ->
             f"AND until = {OPEN}",
             [(until, document, activity_id) for document in documents_of(state.activity)],
         )
-    feet.sort(key=_footprint_key)
-    conn.executemany(f"INSERT INTO footprints VALUES ({', '.join('?' * 10)})", feet)
+    feet.sort()
+    conn.executemany(_FOOTPRINT_INSERT, feet)
     conn.executemany("INSERT INTO activity_documents VALUES (?, ?, ?, ?)", papers)
     conn.executemany(f"INSERT INTO activities_past VALUES ({', '.join('?' * 12)})", wholes)
     places.sort(key=_by_key)
     conn.executemany(f"INSERT INTO activity_countries_past VALUES ({', '.join('?' * 12)})", places)
-
-
-def _footprint_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    # The table's primary key: rows in its order append to the b-tree.
-    return row[0], row[2], row[6], row[5], row[1], row[3]
 
 
 def write_timeline(

@@ -59,30 +59,38 @@ def rows_at(conn: sqlite3.Connection, sequence: int) -> Iterable[tuple[str, tupl
     unsummed = sorted(unsummed_metrics())
     marks = ", ".join("?" * len(unsummed)) or "NULL"
     # A metric that is not summed keeps its figure in the footprints, but 0 in the rollups.
-    micros = f"sum(CASE WHEN f.metric IN ({marks}) THEN 0 ELSE f.micros END)"
-    valid = "f.since <= ? AND f.until > ?"
-    for table in sorted(ROLLUP_KEYS):
-        keys = ROLLUP_KEYS[table]
-        by_place = "country" in keys
-        columns = ["d.document" if key == "document" else f"f.{key}" for key in keys]
-        join = ""
-        params: list[Any] = [*unsummed]
-        if "document" in keys:
-            join = (
-                "JOIN activity_documents d ON d.activity_id = f.activity_id "
-                "AND d.since <= ? AND d.until > ?"
-            )
-            params += [sequence, sequence]
-        place = "f.country > ''" if by_place else "f.country = ''"
-        listed = "sum(f.listed)" if by_place else "0"
-        group = ", ".join((*columns, "f.metric"))
-        query = (
-            f"SELECT {group}, {micros}, sum(f.counted), {listed} FROM footprints f {join} "
-            f"WHERE {place} AND {valid} GROUP BY {group} "
-            f"HAVING sum(f.counted) > 0 OR {listed} > 0 ORDER BY {group}"
+    micros = f"sum(CASE WHEN metric IN ({marks}) THEN 0 ELSE micros END)"
+    valid = "since <= ? AND until > ?"
+    documents = [
+        document
+        for (document,) in conn.execute(
+            f"SELECT DISTINCT document FROM activity_documents WHERE {valid} ORDER BY document",
+            (sequence, sequence),
         )
-        for row in conn.execute(query, [*params, sequence, sequence]):
-            yield table, row
+    ]
+    for table in sorted(ROLLUP_KEYS):
+        keys = tuple(key for key in ROLLUP_KEYS[table] if key != "document")
+        by_place = "country" in keys
+        place = "country > ''" if by_place else "country = ''"
+        listed = "sum(listed)" if by_place else "0"
+        group = ", ".join((*keys, "metric"))
+        # Neither table is keyed by activity: a document's activities are a set to probe
+        # (SQLite builds it once), one document at a time, never a join.
+        for document in documents if "document" in ROLLUP_KEYS[table] else [None]:
+            narrow, params = "", [*unsummed, sequence, sequence]
+            if document is not None:
+                narrow = (
+                    f" AND activity_id IN (SELECT activity_id FROM activity_documents "
+                    f"WHERE document = ? AND {valid})"
+                )
+                params += [document, sequence, sequence]
+            query = (
+                f"SELECT {group}, {micros}, sum(counted), {listed} FROM footprints "
+                f"WHERE {place} AND {valid}{narrow} GROUP BY {group} "
+                f"HAVING sum(counted) > 0 OR {listed} > 0 ORDER BY {group}"
+            )
+            for row in conn.execute(query, params):
+                yield table, row if document is None else (document, *row)
 
 
 def digest_at(conn: sqlite3.Connection, sequence: int) -> str:

@@ -335,31 +335,34 @@ def _footprint_sums(
 ) -> dict[tuple[Any, str], list[int]]:
     """``[micros, counted, listed]`` by (value of ``group``, metric), summed in SQL at the
     grain of year and programme (and country, when grouped by it) and then in Python: a
-    country's summary as of k reads the country's footprints once, not once per breakdown."""
+    country's summary as of k reads the country's footprints once, and derives its head and
+    both breakdowns in one pass over the sums."""
     fine = ("country", *_FINE) if group == "country" else _FINE
     key = (group == "country", tuple(sorted(where.items())))
-    rows = view.sums.get(key)
-    if rows is None:
+    derived = view.sums.get(key)
+    if derived is None:
         clauses, params = _footprint_clauses(view, where, group)
         columns = ", ".join(fine)
-        rows = view.sums[key] = conn.execute(
+        rows = conn.execute(
             f"SELECT {columns}, metric, sum(micros), sum(counted), sum(listed) FROM footprints "
             f"WHERE {' AND '.join(clauses)} GROUP BY {columns}, metric",
             params,
-        ).fetchall()
-    index = fine.index(group) if group is not None else None
-    sums: dict[tuple[Any, str], list[int]] = {}
-    for row in rows:
-        value = row[index] if index is not None else None
-        metric, micros, counted, listed = row[len(fine) :]
-        slot = sums.get((value, metric))
-        if slot is None:
-            sums[(value, metric)] = [micros, counted, listed]
-        else:
-            slot[0] += micros
-            slot[1] += counted
-            slot[2] += listed
-    return sums
+        )
+        derived = view.sums[key] = {name: {} for name in (None, *fine)}
+        width = len(fine)
+        for row in rows:
+            metric, micros, counted, listed = row[width:]
+            for index, name in enumerate((None, *fine)):
+                sums = derived[name]
+                bucket = (row[index - 1] if index else None, metric)
+                slot = sums.get(bucket)
+                if slot is None:
+                    sums[bucket] = [micros, counted, listed]
+                else:
+                    slot[0] += micros
+                    slot[1] += counted
+                    slot[2] += listed
+    return derived[group]  # type: ignore[no-any-return]
 
 
 def _by_value(item: tuple[Any, Any]) -> Any:
@@ -712,36 +715,28 @@ def list_documents(conn: sqlite3.Connection, *, scope: Scope | None = None) -> C
 
 
 def _footprint_documents(conn: sqlite3.Connection, view: View) -> list[Cell]:
-    """The documents' cells as of a past sequence: each document's activities' footprints."""
-    papers, params = valid(view, "d")
-    feet, more = valid(view, "f")
-    params += more
-    narrow = ""
-    if view.document is not None:
-        narrow = " AND d.document = ?"
-        params.append(view.document)
-    rows = conn.execute(
-        "SELECT d.document, f.metric, sum(f.micros), sum(f.counted) FROM activity_documents d "
-        "JOIN footprints f ON f.country = '' AND f.activity_id = d.activity_id "
-        f"WHERE {papers} AND {feet}{narrow} GROUP BY 1, 2 ORDER BY 1, 2",
-        params,
-    )
-    rules = metric_rules()
-    pivot: dict[str, dict[str, Any]] = {}
-    for document, metric, micros, counted in rows:
-        cell = pivot.setdefault(document, {"activities": 0, "totals": {}, "reported": {}})
-        if metric == ACTIVITY_COUNT:
-            cell["activities"] = counted
-        elif (rule := rules.get(metric)) is not None and rule.aggregate != "sum":
-            cell["reported"][metric] = Reported(
-                rule=rule.aggregate, unit=rule.unit, activities=counted
+    """The documents' cells as of a past sequence, each summed from its activities' whole
+    footprints then (the activities a set to probe, one document at a time)."""
+    condition, params = valid(view)
+    documents = (
+        [view.document]
+        if view.document is not None
+        else [
+            document
+            for (document,) in conn.execute(
+                f"SELECT DISTINCT document FROM activity_documents WHERE {condition} "
+                "ORDER BY document",
+                params,
             )
-        else:
-            cell["totals"][metric] = micros / MICROS
-    return [Cell(document=document, **cell) for document, cell in pivot.items()]
-
-
-# -- activities --------------------------------------------------------------------------------
+        ]
+    )
+    cells = []
+    for document in documents:
+        narrowed = View(view.sequence, document, view.as_of, {})
+        head = _one(_footprint_cells(conn, narrowed, {}, None))
+        if head.activities:
+            cells.append(msgspec.structs.replace(head, document=document))
+    return cells
 
 
 def _match(q: str) -> str:
