@@ -258,7 +258,7 @@ class BulkApplier:
         totals = self._totals
         for _, item in changed:
             # The same telescoping as the live applier's: the file's footprint off, the new on.
-            add_footprint(totals, item.loaded, -1)
+            add_footprint(totals, item.loaded, -1, item.loaded_rows())
             add_footprint(totals, item.state, 1, item.rows())
         write_activities(self.conn, changed)
         self._write_quarantine()

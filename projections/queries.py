@@ -43,7 +43,7 @@ from projections.answers import (
     Timeline,
 )
 from projections.errors import BadParameterError, UnknownKeyError
-from projections.fold import ACTIVITY_COUNT, MICROS, is_listed_only
+from projections.fold import ACTIVITY_COUNT, MICROS, documents_of, is_listed_only
 from projections.paging import decode_cursor, encode_cursor
 from projections.provenance import Contribution, contributions
 from projections.schema import PROJECTION
@@ -961,6 +961,12 @@ def get_activity(
             )
         state, events = found
         activity = state.activity
+        if view.document is not None and view.document not in documents_of(activity):
+            raise UnknownKeyError(
+                "activity_id",
+                f"the document {view.document!r} does not cite activity {activity_id!r}"
+                + ("" if view.sequence is None else f" as of sequence {view.sequence}"),
+            )
         event_ids = _ids.decode(row[2])[:events]
         k = view.sequence
         if k is None:

@@ -226,6 +226,15 @@ def test_a_document_as_of_before_a_revision_cited_it(two_reports: TestClient):
     assert by_year["totals"]["people_trained"] == 611
 
 
+def test_an_activity_of_another_document_is_not_found_in_this_one(two_reports: TestClient):
+    cited = get_json(two_reports, f"/v1/activities/KAZ-TRAINING-1?document={NEW}")
+    answer = refused(two_reports, f"/v1/activities/UZB-OP-1?document={NEW}", 404)
+
+    assert cited["activity_id"] == "KAZ-TRAINING-1"
+    assert answer["field"] == "activity_id"
+    assert NEW in answer["message"]
+
+
 def test_an_unknown_document_is_refused_by_name(two_reports: TestClient):
     answer = refused(two_reports, "/v1/countries/KAZ?document=A/99/1", 404)
 
