@@ -239,7 +239,14 @@ def documents_command(ctx: click.Context, db: Path | None, as_json: bool, scope:
     answer = _run(ctx, db, lambda conn: list_documents(conn, scope=scope))
 
     def render(console: Console, found: Any) -> None:
-        console.print(_table("documents", found.items, Cell))
+        table = Table(title="documents", title_justify="left")
+        for column in ("document", "activities", "largest figures (summed)"):
+            table.add_column(column, justify="right" if column == "activities" else "left")
+        for cell in found.items:
+            top = sorted(cell.totals.items(), key=lambda item: -item[1])[:3]
+            figures = ", ".join(f"{_figure(value)} {metric}" for metric, value in top)
+            table.add_row(cell.document, str(cell.activities), figures)
+        console.print(table)
         _as_of(console, found)
 
     _print(answer, as_json, render)
