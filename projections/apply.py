@@ -178,6 +178,11 @@ _FOOTPRINT_INSERT = (
     "INSERT INTO footprints (country, metric, year, programme, activity_id, since, until, "
     "micros, counted, listed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_PAST_PLACE_INSERT = (
+    "INSERT INTO activity_countries_past (country, activity_id, share, office, programme, "
+    "kind, year, status, multi_country, figures, since, until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _PLACE_INSERT = (
     "INSERT INTO activity_countries (country, activity_id, share, office, programme, kind, "
     "year, status, multi_country, figures, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -350,7 +355,17 @@ def write_activities(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) -
             for place in current.loaded.activity.countries
         ],
     )
-    placed = [row for activity_id, current in rows for row in _place_rows(activity_id, current)]
+    placed = [
+        row
+        for activity_id, current in rows
+        for row in _place_rows(
+            activity_id,
+            current.state,
+            # A withdrawn activity counts nowhere, but lists still show it under its
+            # countries, with the figures it had.
+            footprint_rows(current.state.activity) if current.state.withdrawn else current.rows(),
+        )
+    ]
     placed.sort(key=_by_key)  # in key order: appends to the table's b-tree
     conn.executemany(_PLACE_INSERT, placed)
     # The same for the figures that are not summed, by their key: no index on the activity
@@ -432,24 +447,7 @@ def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) ->
                     encode_state(state).decode(),
                 )
             )
-            shares = {place.country: place.share for place in activity.countries}
-            places.extend(
-                (
-                    country,
-                    activity_id,
-                    since,
-                    until,
-                    shares[country],
-                    activity.office,
-                    activity.programme,
-                    activity.kind,
-                    activity.year,
-                    status,
-                    multi,
-                    _json.encode(parts or {}).decode(),
-                )
-                for country, parts in country_parts(activity, mine)
-            )
+            places += [(*row, until) for row in _place_rows(activity_id, state, mine)]
         current.past = []
     # The file's versions get their open rows closed, each row by its whole key (the
     # version's rows say which they are), all in one statement per table.
@@ -485,7 +483,7 @@ def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) ->
     conn.executemany("INSERT INTO activity_documents VALUES (?, ?, ?, ?)", papers)
     conn.executemany(f"INSERT INTO activities_past VALUES ({', '.join('?' * 12)})", wholes)
     places.sort(key=_by_key)
-    conn.executemany(f"INSERT INTO activity_countries_past VALUES ({', '.join('?' * 12)})", places)
+    conn.executemany(_PAST_PLACE_INSERT, places)
 
 
 def write_timeline(
@@ -594,13 +592,14 @@ def _by_key(row: tuple[Any, ...]) -> tuple[str, str]:
     return row[0], row[1]
 
 
-def _place_rows(activity_id: str, current: Folded) -> list[tuple[Any, ...]]:
-    state = current.state
+def _place_rows(
+    activity_id: str, state: ActivityState, rows: list[Footprint]
+) -> list[tuple[Any, ...]]:
+    """The activity's ``activity_countries`` rows in this state, from its footprint rows."""
     activity = state.activity
-    places = activity.countries
     status = "withdrawn" if state.withdrawn else "active"
     multi = is_listed_only(activity)
-    shares = {place.country: place.share for place in places}
+    shares = {place.country: place.share for place in activity.countries}
     return [
         (
             country,
@@ -615,10 +614,7 @@ def _place_rows(activity_id: str, current: Folded) -> list[tuple[Any, ...]]:
             _json.encode(parts or {}).decode(),
             state.last_sequence,
         )
-        # A withdrawn activity counts nowhere, but lists still show it under its countries.
-        for country, parts in country_parts(
-            activity, footprint_rows(activity) if state.withdrawn else current.rows()
-        )
+        for country, parts in country_parts(activity, rows)
     ]
 
 

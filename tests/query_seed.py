@@ -22,7 +22,7 @@ from typing import Any
 
 from events.codec import encode, headers_for
 from events.envelope import Envelope, seal
-from events.model import CountryShare
+from events.model import CountryShare, Source
 from events.stored import RawMessage
 from projections.apply import Applier
 from projections.db import ensure_live, open_writer
@@ -123,6 +123,34 @@ def seed_projection(live: Path) -> Path:
     conn = open_writer(real)
     try:
         Applier(conn).apply(raw_messages(seed_events()))
+    finally:
+        conn.close()
+    return real
+
+
+DOCUMENT_2021 = "SG report 2021 (A/76, item 109)"
+"""The document every seed activity cites."""
+DOCUMENT_2022 = "A/77/100"
+
+
+def seed_two_reports(live: Path) -> Path:
+    """The seed, then [8] a 2022 report's own activity (40 trained in Kazakhstan, in 2020)
+    and [9] a revision that cites the seed's 2021 training in the 2022 report too; returns
+    the real file."""
+    real = seed_projection(live)
+    more = [
+        sealed(
+            make_reported(
+                activity_id="KAZ-2022-1",
+                metrics={"people_trained": 40},
+                sources=[Source(DOCUMENT_2022, 5)],
+            )
+        ),
+        sealed(make_revised(sources=[Source(DOCUMENT_2021, 30), Source(DOCUMENT_2022, 12)])),
+    ]
+    conn = open_writer(real)
+    try:
+        Applier(conn).apply(raw_messages(more, first=8))
     finally:
         conn.close()
     return real

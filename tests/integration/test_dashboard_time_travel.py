@@ -17,15 +17,10 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from events.model import Source
-from projections.apply import Applier
-from projections.db import open_writer
 from services.api.app import create_app
-from tests.factories import make_reported, make_revised, sealed
-from tests.query_seed import T0, raw_messages, seed_projection
+from tests.query_seed import DOCUMENT_2021, DOCUMENT_2022, T0, seed_projection, seed_two_reports
 
-OLD = "SG report 2021 (A/76, item 109)"
-NEW = "A/77/100"
+OLD, NEW = DOCUMENT_2021, DOCUMENT_2022
 RELEASE = "2021-H1"
 
 
@@ -62,23 +57,8 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 @pytest.fixture
 def two_reports(tmp_path: Path) -> Iterator[TestClient]:
-    """The seed, then [8] a 2022 report's own activity (40 trained in Kazakhstan) and [9] a
-    revision that cites the 2021 training in the 2022 report too."""
     live = tmp_path / "projections" / "ledger.db"
-    real = seed_projection(live)
-    conn = open_writer(real)
-    more = [
-        sealed(
-            make_reported(
-                activity_id="KAZ-2022-1",
-                metrics={"people_trained": 40},
-                sources=[Source(NEW, 5)],
-            )
-        ),
-        sealed(make_revised(sources=[Source(OLD, 30), Source(NEW, 12)])),
-    ]
-    Applier(conn).apply(raw_messages(more, first=8))
-    conn.close()
+    seed_two_reports(live)
     with TestClient(app=create_app(live, wait=0.3)) as test_client:
         yield test_client
 
