@@ -48,6 +48,7 @@ __all__ = [
     "Described",
     "ErrorCode",
     "Rejected",
+    "ReleaseFigures",
     "Replies",
     "Reply",
     "ReportActivities",
@@ -125,6 +126,19 @@ class DescribeActivity(_Command, frozen=True, tag="describe"):
 Command = ReportActivity | ReviseActivity | WithdrawActivity | DescribeActivity
 
 
+Digest = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class ReleaseFigures(_Command, frozen=True, tag="release"):
+    """Release the figures as of a sequence under a name (events/release.py); HQ only."""
+
+    name: Code
+    sequence: Annotated[int, Meta(ge=0)]
+    digest: Digest
+    """``projections.digest.digest_at`` of the figures at ``sequence``."""
+    note: Reason = ""
+
+
 class ReportActivities(
     Struct,
     frozen=True,
@@ -143,7 +157,7 @@ class ReportActivities(
     commands: Annotated[list[ReportActivity], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
-Request = Command | ReportActivities
+Request = Command | ReportActivities | ReleaseFigures
 """Anything an office may send to intake."""
 
 ErrorCode = Literal[
@@ -202,7 +216,7 @@ class Replies(Struct, frozen=True, kw_only=True, tag="replies", tag_field="outco
 Reply = Accepted | Rejected | Described | Replies
 
 
-def event_id_for(command: Command, office: str) -> str:
+def event_id_for(command: Command | ReleaseFigures, office: str) -> str:
     """The id of the event a command produces: the same for every retry of the command.
 
     The id is a UUIDv7 whose time is ``issued_at`` and whose other bits come from the office,
@@ -220,9 +234,11 @@ def event_id_for(command: Command, office: str) -> str:
     return new_event_id(command.issued_at, seed=seed)
 
 
-def _activity_id(command: Command) -> str:
+def _activity_id(command: Command | ReleaseFigures) -> str:
     if isinstance(command, ReportActivity):
         return command.activity.activity_id
+    if isinstance(command, ReleaseFigures):
+        return f"release:{command.name}"
     return command.activity_id
 
 

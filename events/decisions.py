@@ -29,6 +29,7 @@ from events.commands import (
     DescribeActivity,
     Described,
     Rejected,
+    ReleaseFigures,
     ReportActivity,
     Request,
     ReviseActivity,
@@ -49,10 +50,18 @@ from events.errors import (
 from events.integrity import content_hash
 from events.keys import KeyRegistry
 from events.limits import MAX_ISSUES, MAX_MESSAGE
-from events.model import ActivityChanges, ActivityReported, ActivityRevised, ActivityWithdrawn
+from events.model import (
+    ActivityChanges,
+    ActivityReported,
+    ActivityRevised,
+    ActivityWithdrawn,
+    FiguresReleased,
+)
 from events.reference import Reference, latest_year
+from events.release import RELEASING_OFFICE
 from events.signing import signature_is_valid
 from events.stored import LoadedActivity, Recorded
+from events.subjects import is_token
 from events.validation import check_actor, check_reason, check_reported
 
 __all__ = [
@@ -61,6 +70,7 @@ __all__ = [
     "Decision",
     "apply_edits",
     "decide",
+    "decide_release",
     "rejection_for",
     "split_validation_error",
 ]
@@ -132,8 +142,50 @@ def decide(
     return decision
 
 
+def decide_release(
+    command: ReleaseFigures, office: str, now: dt.datetime, keys: KeyRegistry | None = None
+) -> Append | Rejected:
+    """What intake does with a release sent on ``office``'s intake subject: only
+    headquarters may release, under a name that is a subject token; the event is signed as an
+    activity's is. Whether the name is free is the stream's to say (the append expects the
+    subject empty).
+    """
+    if office != RELEASING_OFFICE:
+        return Rejected(
+            code="forbidden",
+            message=f"only {RELEASING_OFFICE} may release figures; office {office} may not",
+            field="office",
+        )
+    try:
+        check_actor(command.actor)
+    except LedgerError as exc:
+        return rejection_for(exc)
+    if not is_token(command.name):
+        return Rejected(
+            code="invalid",
+            message=f"{command.name!r} is not a valid release name; use 1-64 letters, digits, "
+            "'_' or '-', e.g. SG-2021",
+            field="name",
+        )
+    payload = FiguresReleased(
+        name=command.name, sequence=command.sequence, digest=command.digest, note=command.note
+    )
+    event = seal(
+        payload,
+        office=office,
+        actor=command.actor,
+        event_id=event_id_for(command, office),
+        occurred_at=command.issued_at,
+        recorded_at=now,
+        correlation_id=command.correlation_id,
+        causation_id=command.command_id,
+    )
+    decision = Append(event, 0, 1)
+    return _check_signature(decision, command, office, keys) if keys is not None else decision
+
+
 def _check_signature(
-    decision: Append, command: Command, office: str, keys: KeyRegistry
+    decision: Append, command: Command | ReleaseFigures, office: str, keys: KeyRegistry
 ) -> Append | Rejected:
     registered = keys.keys_for(office)
     if not registered and not command.signature:

@@ -11,11 +11,19 @@ from typing import Generic, TypeVar
 from msgspec import Struct
 
 from events.integrity import with_hash
-from events.model import SCHEMA_VERSION, ActivityReported, ActivityRevised, ActivityWithdrawn
+from events.model import (
+    SCHEMA_VERSION,
+    ActivityReported,
+    ActivityRevised,
+    ActivityWithdrawn,
+    FiguresReleased,
+)
 
 __all__ = ["Envelope", "new_event_id", "seal", "utc_now"]
 
-TPayload = TypeVar("TPayload", ActivityReported, ActivityRevised, ActivityWithdrawn)
+TPayload = TypeVar(
+    "TPayload", ActivityReported, ActivityRevised, ActivityWithdrawn, FiguresReleased
+)
 
 
 class Envelope(Struct, Generic[TPayload], frozen=True, kw_only=True):
@@ -50,8 +58,8 @@ class Envelope(Struct, Generic[TPayload], frozen=True, kw_only=True):
 
     @property
     def activity_id(self) -> str:
-        """The id of the activity this event belongs to."""
-        return self.payload.activity_id
+        """The id of the activity this event belongs to (a release's own key for a release)."""
+        return str(self.payload.activity_id)
 
 
 def utc_now() -> dt.datetime:

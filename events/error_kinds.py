@@ -35,6 +35,8 @@ from events.errors import (
     EventDecodeError,
     InvalidEventError,
     LedgerError,
+    ReleaseExistsError,
+    ReleaseNotFoundError,
     StreamConfigError,
     TooManyReadersError,
     UnknownProgrammeError,
@@ -86,6 +88,8 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     ActivityNotFoundError: ErrorKind.NOT_FOUND,
     EventDecodeError: ErrorKind.CORRUPT,
     StreamConfigError: ErrorKind.REFUSED,
+    ReleaseExistsError: ErrorKind.REFUSED,
+    ReleaseNotFoundError: ErrorKind.NOT_FOUND,
     TooManyReadersError: ErrorKind.UNAVAILABLE,
     ActivityWithdrawnError: ErrorKind.WITHDRAWN,
 }

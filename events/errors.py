@@ -21,6 +21,8 @@ __all__ = [
     "FieldIssue",
     "InvalidEventError",
     "LedgerError",
+    "ReleaseExistsError",
+    "ReleaseNotFoundError",
     "StreamConfigError",
     "TooManyReadersError",
     "UnknownProgrammeError",
@@ -148,6 +150,27 @@ class TooManyReadersError(LedgerError):
             f"stream {stream} has as many readers as the server allows; a finished replay "
             "frees its place within a minute, so try again then (operators: see "
             "MAX_CONSUMERS in services/infra/security.py)"
+        )
+
+
+class ReleaseExistsError(LedgerError):
+    """Raised when a release is made under a name another release already has."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a release named {name!r} exists, and a release is never changed; choose another "
+            "name (e.g. with a date or a version)"
+        )
+
+
+class ReleaseNotFoundError(LedgerError, LookupError):
+    """Raised when the stream holds no release of the name asked for."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no release named {name!r} in the ledger; list them with `ledger release list`"
         )
 
 

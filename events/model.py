@@ -1,4 +1,5 @@
-"""The three events of an activity's life, as msgspec Structs (schema version 2).
+"""The three events of an activity's life, as msgspec Structs (schema version 2), and the
+one event that is not an activity's, a release of the figures (events/release.py).
 
 An activity is reported once, revised any number of times, and withdrawn at most once.
 Events are facts in the past tense; nothing here is ever edited or deleted.
@@ -24,6 +25,7 @@ __all__ = [
     "ActivityWithdrawn",
     "CountryShare",
     "Event",
+    "FiguresReleased",
     "Role",
     "Source",
     "event_types",
@@ -139,6 +141,24 @@ class ActivityWithdrawn(Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     activity_id: str
     reason: str
+
+
+class FiguresReleased(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Headquarters released the figures as of one sequence under a name."""
+
+    name: str
+    """A token: 1-64 letters, digits, ``_`` or ``-``; the last token of the subject."""
+    sequence: int
+    """The stream sequence whose figures it states."""
+    digest: str
+    """Hex SHA-256 over every rollup row at ``sequence``, in canonical order."""
+    note: str = ""
+
+    @property
+    def activity_id(self) -> str:
+        """What an envelope's ``activity_id`` reads: the release's own key, never an id an
+        activity can have (it holds a colon)."""
+        return f"release:{self.name}"
 
 
 Event = ActivityReported | ActivityRevised | ActivityWithdrawn

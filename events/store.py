@@ -20,6 +20,7 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
@@ -31,6 +32,7 @@ from events.envelope import Envelope
 from events.errors import (
     Conflict,
     LedgerError,
+    ReleaseExistsError,
     StreamConfigError,
     TooManyReadersError,
 )
@@ -90,7 +92,7 @@ class EventStore(DecodingReads):
         subjects")."""
         return api.StreamConfig(
             name=self.ns.stream,
-            subjects=[self.ns.activities],
+            subjects=[self.ns.activities, self.ns.releases],
             storage=api.StorageType.FILE,
             retention=api.RetentionPolicy.LIMITS,
             num_replicas=replicas,
@@ -116,7 +118,15 @@ class EventStore(DecodingReads):
             info = await self.js.stream_info(self.ns.stream)
         except nats.js.errors.NotFoundError:
             return await self.js.add_stream(wanted)
-        problems = _weaker_settings(info.config, wanted)
+        config = info.config
+        older = config.subjects == [self.ns.activities]
+        if older:
+            # A stream made before releases (issue 16) lacks only their subject; it gets it
+            # once nothing else is found wanting, its one change.
+            config.subjects = list(wanted.subjects or [])
+        problems = _weaker_settings(config, wanted)
+        if older and not problems:
+            info = await self.js.update_stream(config)
         if problems:
             raise StreamConfigError(
                 f"stream {self.ns.stream} is weaker than the ledger requires: "
@@ -126,9 +136,17 @@ class EventStore(DecodingReads):
         return info
 
     async def last_sequence(self) -> int:
-        """The sequence of the newest event in the stream; 0 when it is empty."""
-        info = await self.js.stream_info(self.ns.stream)
-        return info.state.last_seq
+        """The sequence of the newest activity event in the stream (what the fold reads,
+        what a projection's checkpoint reaches); 0 when there is none.
+
+        Not the stream's own last sequence: a release (events/release.py) stored after the
+        last activity event is no event a projection applies, and nothing should wait for it.
+        """
+        try:
+            msg = await self.js.get_last_msg(self.ns.stream, self.ns.activities)
+        except nats.js.errors.NotFoundError:
+            return 0
+        return msg.seq or 0
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -253,6 +271,86 @@ class EventStore(DecodingReads):
             return None
         return msg.seq
 
+    async def append_release(self, event: Envelope[Any]) -> AppendResult:
+        """Store a release (events/release.py) on its own subject, once per name.
+
+        :raises ReleaseExistsError: when another release has the name.
+        """
+        name = event.payload.name
+        subject = self.ns.release(name)
+        headers = headers_for(event)
+        headers["Nats-Msg-Id"] = event.event_id
+        headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+        try:
+            ack = await self.js.publish(subject, encode(event), headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != _WRONG_LAST_SEQUENCE:
+                raise LedgerError(f"the stream refused release {name}: {exc.description}") from None
+            stored = await self.release(name)
+            if stored is not None and (stored.headers or {}).get("Nats-Msg-Id") == event.event_id:
+                return AppendResult(sequence=stored.sequence, duplicate=True)
+            raise ReleaseExistsError(name) from None
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+            raise LedgerError(f"release {name}: {_NO_ACK_ADVICE}") from None
+        return AppendResult(sequence=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def release(self, name: str) -> RawMessage | None:
+        """The stored release of that name, as stored; ``None`` when there is none."""
+        try:
+            msg = await self.js.get_last_msg(self.ns.stream, self.ns.release(name))
+        except nats.js.errors.NotFoundError:
+            return None
+        assert msg.seq is not None and msg.subject is not None
+        return RawMessage(
+            msg.seq, msg.subject, _parse_time_ns(msg.time), msg.headers, msg.data or b""
+        )
+
+    async def recorded_at(self, sequence: int) -> dt.datetime | None:
+        """When the event at ``sequence`` was recorded (its envelope's ``recorded_at``);
+        ``None`` for sequence 0 or a message that is not there."""
+        if sequence < 1:
+            return None
+        try:
+            msg = await self.js.get_msg(self.ns.stream, seq=sequence)
+        except nats.js.errors.NotFoundError:
+            return None
+        return _recorded.decode(msg.data or b"{}").recorded_at
+
+    async def newest_release(self) -> int:
+        """The sequence of the newest release; 0 when there is none."""
+        try:
+            msg = await self.js.get_last_msg(self.ns.stream, self.ns.releases)
+        except nats.js.errors.NotFoundError:
+            return 0
+        return msg.seq or 0
+
+    async def releases(self) -> list[RawMessage]:
+        """Every stored release, in stream order (a few: one per publication)."""
+        found: list[RawMessage] = []
+        try:
+            last = await self.js.get_last_msg(self.ns.stream, self.ns.releases)
+        except nats.js.errors.NotFoundError:
+            return found
+        final = last.seq
+        assert final is not None
+        done = asyncio.Event()
+
+        async def on_message(msg: Msg) -> None:
+            seq, time_ns = _sequence_and_time(msg.reply)
+            if seq <= final:
+                found.append(RawMessage(seq, msg.subject, time_ns, msg.headers, msg.data))
+            if seq >= final:
+                done.set()
+
+        sub = await self.js.subscribe(
+            self.ns.releases, stream=self.ns.stream, cb=on_message, ordered_consumer=True
+        )
+        try:
+            await asyncio.wait_for(done.wait(), self.timeout)
+        finally:
+            await _quietly_unsubscribe(sub)
+        return found
+
     # -- reading ----------------------------------------------------------------------------
 
     async def load(self, activity_id: str) -> LoadedActivity:
@@ -374,6 +472,13 @@ class EventStore(DecodingReads):
         finally:
             done = True
             await _quietly_unsubscribe(sub)
+
+
+class _Recorded(msgspec.Struct):
+    recorded_at: dt.datetime | None = None
+
+
+_recorded = msgspec.json.Decoder(_Recorded)
 
 
 def _stored(event: Envelope[Any], ack: Ack) -> AppendOutcome:

@@ -33,8 +33,17 @@ class Namespace:
 
     @property
     def activities(self) -> str:
-        """Wildcard of every activity subject: the stream's only subject."""
+        """Wildcard of every activity subject: what the fold reads."""
         return f"{self.prefix}.activity.>"
+
+    @property
+    def releases(self) -> str:
+        """Wildcard of every release subject, the stream's other subject."""
+        return f"{self.prefix}.release.>"
+
+    def release(self, name: str) -> str:
+        """The subject that holds one release (events/release.py)."""
+        return f"{self.prefix}.release.{name}"
 
     def activity(self, office: str, activity_id: str) -> str:
         """The subject that holds one activity's events."""

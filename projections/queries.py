@@ -46,7 +46,7 @@ from projections.errors import BadParameterError, UnknownKeyError
 from projections.fold import ACTIVITY_COUNT, MICROS, documents_of, is_listed_only
 from projections.paging import decode_cursor, encode_cursor
 from projections.provenance import Contribution, contributions
-from projections.schema import PROJECTION
+from projections.schema import OPEN, PROJECTION
 from projections.temporal import (
     Scope,
     View,
@@ -1247,7 +1247,8 @@ def list_releases(conn: sqlite3.Connection, *, scope: Scope | None = None) -> Re
     """Every release made by the view's sequence, in the order they were made."""
     with _snapshot(conn):
         view = resolve(conn, scope)
-        k = view.as_of.sequence
+        # The present has every release, even one made after the last activity event.
+        k = view.sequence if view.sequence is not None else OPEN
         rows = conn.execute(
             f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE recorded_sequence <= ? "
             "ORDER BY recorded_sequence",

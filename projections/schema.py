@@ -285,7 +285,8 @@ def create_indexes(conn: sqlite3.Connection) -> None:
 
 
 def table_names() -> list[str]:
-    """Every table of the projection, in a stable order (for comparisons and status)."""
+    """Every table the fold writes, in a stable order (for comparisons and status); not
+    ``releases``, which is copied from the stream (projections/releases.py)."""
     return [
         "activities",
         "activity_countries",
@@ -295,7 +296,6 @@ def table_names() -> list[str]:
         "activities_past",
         "activity_countries_past",
         "timeline",
-        "releases",
         *ROLLUP_KEYS,
         "checkpoint",
         "quarantine",

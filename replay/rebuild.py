@@ -33,6 +33,7 @@ from projections.db import (
     remove_database,
     switch_live,
 )
+from projections.releases import write_releases
 from replay.chain import ChainTally
 from replay.partition import (
     CheckedChains,
@@ -200,6 +201,7 @@ async def build_projection(
                 checkpoint = bulk.finish()
         finally:
             reporter.close()
+        await _copy_releases(store, conn, None if until_seq is None else checkpoint)
         finish_bulk(conn)
         conn.close()
         building.rename(target)
@@ -222,6 +224,17 @@ async def build_projection(
         plan.parts,
     )
     return RebuildResult(target, read, checkpoint, seconds, plan.parts, chains)
+
+
+async def _copy_releases(store: EventStore, conn: sqlite3.Connection, until: int | None) -> None:
+    """The stream's releases into the new file (projections/releases.py): all of them, or
+    those made by ``until`` for a replay that stops there."""
+    found = [raw for raw in await store.releases() if until is None or raw.sequence <= until]
+    if not found:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    write_releases(conn, found)
+    conn.execute("COMMIT")
 
 
 def _parts(asked: int | None, source: StreamSource, last: int) -> int:

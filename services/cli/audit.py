@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from events.keys import load_registry
+from events.store import EventStore
 from projections.db import live_path
 from projections.temporal import scope_of
 from replay.archive import export_log
@@ -23,6 +24,7 @@ from replay.diff import diff as diff_figures
 from replay.history import activity_history
 from replay.manifest import manifest_path
 from replay.progress import ProgressReporter
+from replay.release import release_instant
 from replay.verify import verify as verify_ledger
 from services.cli.context import run_async, settings_of
 from services.cli.exit_codes import ExitCode
@@ -33,14 +35,23 @@ __all__ = ["diff", "export", "history", "import_log", "keys", "replay", "verify"
 
 
 class Instant(click.ParamType):
-    """An ISO 8601 instant with a time zone; a bare date means its midnight UTC."""
+    """An ISO 8601 instant with a time zone; a bare date means its midnight UTC. With
+    ``releases``, also ``now`` and ``release:NAME`` (kept as text, for the command to look
+    up)."""
 
     name = "INSTANT"
+
+    def __init__(self, releases: bool = False) -> None:
+        self.releases = releases
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, dt.datetime):
             return value
         text = str(value).strip()
+        if self.releases and text == "now":
+            return dt.datetime.now(dt.UTC)
+        if self.releases and text.startswith("release:"):
+            return text
         try:
             if len(text) == 10:
                 return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
@@ -50,6 +61,13 @@ class Instant(click.ParamType):
         if parsed.tzinfo is None:
             self.fail(f"{value!r} has no time zone; add Z for UTC or an offset", param, ctx)
         return parsed
+
+
+async def _instant(store: EventStore, value: dt.datetime | str) -> dt.datetime:
+    """An instant as given, or the one a ``release:NAME`` stands for."""
+    if isinstance(value, dt.datetime):
+        return value
+    return await release_instant(store, value.removeprefix("release:"))
 
 
 _REPORTED_FIELDS_SHOWN = ("title", "programme", "countries", "year", "metrics")
@@ -156,32 +174,50 @@ def replay(ctx: click.Context, as_of: dt.datetime | None, until_seq: int | None,
 
 
 @click.command()
-@click.option("--from", "since", type=Instant(), required=True, help="The earlier instant.")
-@click.option("--to", "until", type=Instant(), required=True, help="The later instant.")
+@click.option(
+    "--from",
+    "since",
+    type=Instant(releases=True),
+    required=True,
+    help="The earlier instant, or release:NAME.",
+)
+@click.option(
+    "--to",
+    "until",
+    type=Instant(releases=True),
+    required=True,
+    help="The later instant, release:NAME, or now.",
+)
 @click.option("--country", help="Only figures of this country (ISO3).")
 @click.option("--programme", help="Only figures of this programme (code).")
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
 @click.pass_context
 def diff(
     ctx: click.Context,
-    since: dt.datetime,
-    until: dt.datetime,
+    since: dt.datetime | str,
+    until: dt.datetime | str,
     country: str | None,
     programme: str | None,
     as_json: bool,
 ) -> None:
     """List every figure that changed between two instants, with the events that changed it.
 
-    Example: ledger diff --from 2021-01-01 --to 2021-06-30 --country KAZ
+    A release stands for the instant by which the events up to its sequence were recorded:
+    what changed since publication, who changed it, and why.
+
+    Example: ledger diff --from release:SG-2021 --to now --country KAZ
     """
 
-    async def _diff() -> list[Any]:
+    async def _diff() -> tuple[list[Any], dt.datetime, dt.datetime]:
         async with open_ledger(settings_of(ctx)) as ledger:
-            return await diff_figures(
-                ledger.store, since, until, country=country, programme=programme
+            start = await _instant(ledger.store, since)
+            end = await _instant(ledger.store, until)
+            found = await diff_figures(
+                ledger.store, start, end, country=country, programme=programme
             )
+            return found, start, end
 
-    changes = run_async(_diff())
+    changes, since, until = run_async(_diff())
     if as_json:
         _json(changes)
         return

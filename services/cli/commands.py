@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from services.cli import audit, cluster, deploy, office, offices, projections, query, stack
+from services.cli import (
+    audit,
+    cluster,
+    deploy,
+    office,
+    offices,
+    projections,
+    query,
+    release,
+    stack,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -34,4 +44,5 @@ COMMANDS: tuple[click.Command, ...] = (
     audit.export,
     audit.import_log,
     audit.keys,
+    release.release,
 )

@@ -41,12 +41,14 @@ from services.infra.office_keys import office_seeds
 from services.infra.runtime import read_runtime
 from services.infra.stack import connect
 
-__all__ = ["import_", "report", "revise", "withdraw"]
+__all__ = ["import_", "office_client", "office_options", "report", "revise", "withdraw"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _office_options(required: bool) -> Callable[[F], F]:
+def office_options(required: bool, default: str | None = None) -> Callable[[F], F]:
+    """``--office`` and ``--actor``, as every command an office sends takes them."""
+
     def decorate(func: F) -> F:
         func = click.option(
             "--actor",
@@ -57,7 +59,7 @@ def _office_options(required: bool) -> Callable[[F], F]:
         return click.option(
             "--office",
             envvar="LEDGER_OFFICE",
-            default=None,
+            default=default,
             required=required,
             help="The office to send as [env LEDGER_OFFICE]"
             + ("." if required else "; default: the office each record names."),
@@ -67,7 +69,11 @@ def _office_options(required: bool) -> Callable[[F], F]:
 
 
 @asynccontextmanager
-async def _client(settings: Settings, office: str | None, actor: str | None) -> AsyncIterator:
+async def office_client(
+    settings: Settings, office: str | None, actor: str | None
+) -> AsyncIterator[OfficeClient]:
+    """An :class:`OfficeClient` of ``office`` on the running ledger, with the office's own
+    credentials and, when the data directory keeps it, its signing key."""
     url = settings.nats_url
     if url is None:
         running = read_runtime(settings.data_dir)
@@ -104,7 +110,7 @@ def _print_accepted(what: str, reply: Accepted) -> None:
 
 @click.command()
 @click.argument("file", type=click.File("rb"))
-@_office_options(required=False)
+@office_options(required=False)
 @click.pass_context
 def report(ctx: click.Context, file: Any, office: str | None, actor: str | None) -> None:
     """Report one activity from a JSON file ("-" reads standard input).
@@ -122,7 +128,7 @@ def report(ctx: click.Context, file: Any, office: str | None, actor: str | None)
         raise InvalidEventError([FieldIssue("", f"{file.name} is not JSON: {exc}")]) from None
 
     async def _report() -> Accepted:
-        async with _client(settings_of(ctx), office or activity.office, actor) as client:
+        async with office_client(settings_of(ctx), office or activity.office, actor) as client:
             return await client.report(activity)
 
     _print_accepted("reported", run_async(_report()))
@@ -165,7 +171,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     default=None,
     help="The version you read; if the activity changed since, nothing is stored (exit 4).",
 )
-@_office_options(required=True)
+@office_options(required=True)
 @click.pass_context
 def revise(
     ctx: click.Context,
@@ -184,7 +190,7 @@ def revise(
     changes = _parse_sets(sets)
 
     async def _revise() -> Accepted:
-        async with _client(settings_of(ctx), office, actor) as client:
+        async with office_client(settings_of(ctx), office, actor) as client:
             return await client.revise(activity_id, changes, reason, expected_version)
 
     _print_accepted("revised", run_async(_revise()))
@@ -194,7 +200,7 @@ def revise(
 @click.argument("activity_id")
 @click.option("--reason", required=True, help="Why the activity is withdrawn.")
 @click.option("--expected-version", type=int, default=None, help="The version you read.")
-@_office_options(required=True)
+@office_options(required=True)
 @click.pass_context
 def withdraw(
     ctx: click.Context,
@@ -210,7 +216,7 @@ def withdraw(
     """
 
     async def _withdraw() -> Accepted:
-        async with _client(settings_of(ctx), office, actor) as client:
+        async with office_client(settings_of(ctx), office, actor) as client:
             return await client.withdraw(activity_id, reason, expected_version)
 
     _print_accepted("withdrawn", run_async(_withdraw()))
@@ -233,7 +239,7 @@ def withdraw(
     show_default=True,
     help="Longer lines are rejected without being read into memory.",
 )
-@_office_options(required=False)
+@office_options(required=False)
 @click.pass_context
 def import_(
     ctx: click.Context,
@@ -286,7 +292,7 @@ async def _import(
 
     console = Console(stderr=True)
 
-    async with _client(settings, office, actor) as client:
+    async with office_client(settings, office, actor) as client:
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),

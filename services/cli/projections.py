@@ -64,7 +64,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             return {
                 "nats_url": ledger.url,
                 "stream": info.config.name,
-                "last_sequence": info.state.last_seq,
+                # The last activity event: what a projection can reach (a release after it
+                # is none of a projection's events).
+                "last_sequence": await ledger.store.last_sequence(),
                 "messages": info.state.messages,
                 "replicas": info.config.num_replicas,
             }

@@ -37,8 +37,8 @@ __all__ = ["activities", "provenance", "query"]
 
 
 def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--db``, ``--json`` and the scope (``--as-of``, ``--as-of-sequence``, ``--document``),
-    shared by every reader command, which takes the scope as ``scope``."""
+    """``--db``, ``--json`` and the scope (``--as-of``, ``--as-of-sequence``, ``--document``,
+    ``--release``), shared by every reader command, which takes the scope as ``scope``."""
 
     @click.option(
         "--as-of",
@@ -54,6 +54,7 @@ def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="The answer as of this stream sequence.",
     )
     @click.option("--document", default=None, help="Only this document's figures and activities.")
+    @click.option("--release", default=None, help="As of the sequence this release states.")
     @click.option(
         "--db",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -67,9 +68,11 @@ def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
         as_of: str | None,
         as_of_sequence: int | None,
         document: str | None,
+        release: str | None,
         **kwargs: Any,
     ) -> Any:
-        return command(*args, scope=scope_of(as_of, as_of_sequence, document), **kwargs)
+        scope = scope_of(as_of, as_of_sequence, document, release)
+        return command(*args, scope=scope, **kwargs)
 
     return wrapper
 
@@ -120,6 +123,8 @@ def _as_of(console: Console, answer: Any) -> None:
     when = seen.time.isoformat() if seen.time else "-"
     past = "" if seen.now else "in the past: "
     narrowed = f", document {seen.document}" if seen.document else ""
+    if seen.release:
+        narrowed = f", release {seen.release}{narrowed}"
     console.print(f"{past}as of sequence {seen.sequence} ({when}){narrowed}")
 
 

@@ -27,6 +27,7 @@ from events.commands import (
     DescribeActivity,
     Described,
     Rejected,
+    ReleaseFigures,
     Replies,
     Reply,
     ReportActivities,
@@ -37,7 +38,7 @@ from events.commands import (
     decode_reply,
     encode_command,
 )
-from events.decisions import Append, decide, loaded_from, rejection_for
+from events.decisions import Append, decide, decide_release, loaded_from, rejection_for
 from events.envelope import utc_now
 from events.errors import (
     ActivityNotFoundError,
@@ -45,6 +46,7 @@ from events.errors import (
     FieldIssue,
     InvalidEventError,
     LedgerError,
+    ReleaseExistsError,
 )
 from events.integrity import content_hash
 from events.limits import MAX_BATCH_BYTES
@@ -59,6 +61,7 @@ from services.infra.violations import refused_or
 __all__ = ["OfficeClient", "default_actor", "new_command_id", "raise_for"]
 
 T = TypeVar("T")
+TCommand = TypeVar("TCommand", bound=Command | ReleaseFigures)
 
 
 def new_command_id() -> str:
@@ -193,6 +196,39 @@ class OfficeClient:
             activity=activity,
         )
 
+    async def release(
+        self,
+        name: str,
+        sequence: int,
+        digest: str,
+        note: str = "",
+        *,
+        command_id: str | None = None,
+    ) -> Accepted:
+        """Release the figures as of ``sequence`` under ``name`` (events/release.py): the
+        client's office must be headquarters.
+
+        :param digest: ``projections.digest.digest_at`` of the figures at ``sequence``.
+        :raises ForbiddenError: when the office may not release.
+        :raises ReleaseExistsError: when the name is taken.
+        """
+        if self.office is None:
+            raise LedgerError("give the office to release as (--office HQ)")
+        command = ReleaseFigures(
+            command_id=command_id or new_command_id(),
+            issued_at=utc_now(),
+            actor=self.actor,
+            name=name,
+            sequence=sequence,
+            digest=digest,
+            note=note,
+        )
+        signed = await self.signed(command)
+        reply = await self.request(signed)
+        if isinstance(reply, Rejected) and reply.code == "conflict":
+            raise ReleaseExistsError(name)
+        return raise_for(reply, _activity_id(signed))
+
     # -- sending ---------------------------------------------------------------------------
 
     async def send(self, command: Command) -> Accepted:
@@ -217,7 +253,7 @@ class OfficeClient:
             raise_for(reply, activity_id)
         raise IntakeUnavailableError(f"unexpected answer to describe: {reply}")
 
-    async def signed(self, command: Command) -> Command:
+    async def signed(self, command: TCommand) -> TCommand:
         """The command with its office's signature, when the client holds that office's seed.
 
         The office signs the content hash of the event intake will make. The client works that
@@ -232,6 +268,14 @@ class OfficeClient:
         seed = self.seeds.get(office)
         if seed is None or isinstance(command, DescribeActivity) or command.signature:
             return command
+        if isinstance(command, ReleaseFigures):
+            release = decide_release(command, office, command.issued_at)
+            if not isinstance(release, Append):
+                raise_for(release, _activity_id(command))
+                return command
+            return msgspec.structs.replace(
+                command, signature=sign_hash(seed, content_hash(release.event))
+            )
         loaded = LoadedActivity([])
         if not isinstance(command, ReportActivity):
             described = await self.describe(command.activity_id)
@@ -417,7 +461,9 @@ def _within_batch_bytes(
         yield chunk
 
 
-def _activity_id(command: Command) -> str:
+def _activity_id(command: Command | ReleaseFigures) -> str:
     if isinstance(command, ReportActivity):
         return command.activity.activity_id
+    if isinstance(command, ReleaseFigures):
+        return f"release:{command.name}"
     return command.activity_id

@@ -140,6 +140,7 @@ def permissions_for(
             # Appends only; the commands arrive on the intake-reply user's connection.
             publish = [
                 ns.activities,
+                ns.releases,
                 f"$JS.API.STREAM.INFO.{stream}",
                 f"$JS.API.STREAM.MSG.GET.{stream}",
             ]
@@ -154,7 +155,8 @@ def permissions_for(
             # MAX_CONSUMERS bounds how many there can be. None can be deleted.
             durable = "*"
             publish = [
-                *_replayer(ns),
+                # A reader's rights: the newest activity event by subject, the releases.
+                *_reader(ns),
                 f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
                 f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
                 f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",

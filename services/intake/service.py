@@ -41,15 +41,16 @@ from events.commands import (
     Accepted,
     Command,
     Rejected,
+    ReleaseFigures,
     Replies,
     Reply,
     ReportActivities,
     ReportActivity,
     encode_reply,
 )
-from events.decisions import Append, decide, decode_request, rejection_for
+from events.decisions import Append, decide, decide_release, decode_request, rejection_for
 from events.envelope import utc_now
-from events.errors import Conflict, LedgerError
+from events.errors import Conflict, LedgerError, ReleaseExistsError
 from events.reference import Reference, load_reference
 from events.store import EventStore
 from events.stored import LoadedActivity
@@ -118,7 +119,27 @@ class Intake:
             return request
         if isinstance(request, ReportActivities):
             return await self._reply_to_batch(office, request.commands)
+        if isinstance(request, ReleaseFigures):
+            return await self._reply_to_release(office, request)
         return await self._reply_to_command(office, request)
+
+    async def _reply_to_release(self, office: str, command: ReleaseFigures) -> Reply:
+        """Append a release, if headquarters sent it and its name is free."""
+        registry = self.keys.current() if self.keys is not None else None
+        decision = decide_release(command, office, utc_now(), registry)
+        if not isinstance(decision, Append):
+            return decision
+        try:
+            result = await self.store.append_release(decision.event)
+        except ReleaseExistsError as exc:
+            return Rejected(code="conflict", message=str(exc), field="name")
+        return Accepted(
+            event_id=decision.event.event_id,
+            activity_id=decision.event.activity_id,
+            sequence=result.sequence,
+            version=decision.version,
+            duplicate=result.duplicate,
+        )
 
     async def _reply_to_batch(self, office: str, commands: list[ReportActivity]) -> Replies:
         """Each report decided alone, the new ones appended together through the pipeline.

@@ -46,6 +46,7 @@ from events.stored import RawMessage
 from events.subjects import Namespace
 from projections.apply import Applier
 from projections.db import ensure_live, live_path, open_writer, resolve
+from projections.releases import write_releases
 from replay.source import StreamSource
 from services.infra.config import server_urls
 from services.infra.credentials import Credentials, load_credentials
@@ -106,6 +107,8 @@ class Projector:
         self.db = Path(db)
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
+        self._releases = -1
+        """The sequence of the newest release copied into the file; -1: copy them all."""
         self._real: Path | None = None
         self._conn: sqlite3.Connection | None = None
         self.applier: Applier | None = None
@@ -133,7 +136,34 @@ class Projector:
             _log.info("live projection switched to %s", resolve(self.db))
             self.close()
             self.open()
+            self._releases = -1
             await self._catch_up()
+
+    async def copy_releases(self) -> int:
+        """Copy the stream's releases into the file when one was made since the last copy.
+
+        Releases are not folded (events/release.py); the file keeps them so that
+        ``?release=NAME`` resolves with the figures. They are few, so all are copied again.
+
+        :returns: how many were copied (0 when none is new).
+        """
+        newest = await self.store.newest_release()
+        if newest == self._releases:
+            return 0
+        found = await self.store.releases()
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                return 0
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                copied = write_releases(conn, found)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        self._releases = newest
+        return copied
 
     async def _catch_up(self, until: int | None = None) -> int:
         """Apply everything after the checkpoint through the bulk read (the fast path)."""
@@ -178,6 +208,7 @@ class Projector:
                 async with self._lock:
                     await self._follow_switch()
                     checkpoint = self._applier().checkpoint()
+                await self.copy_releases()
                 last = await self.store.last_sequence()
                 now = asyncio.get_running_loop().time()
                 if last <= checkpoint:
@@ -332,6 +363,7 @@ async def run_projector(
     projector.open()
     try:
         await projector.catch_up()
+        await projector.copy_releases()
         broker = build_broker(
             projector, url, store.ns, durable=durable, batch_size=batch_size, creds=creds
         )

@@ -6,6 +6,7 @@ The stack runs in-process (``run_stack``) on a fresh stream, with the API on a f
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,16 +17,22 @@ import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
 
+from events.errors import ReleaseExistsError, ReleaseNotFoundError
 from events.model import CountryShare
 from events.store import EventStore
 from events.subjects import Namespace
-from projections.db import live_path
+from projections.db import live_path, open_reader
+from projections.digest import digest_at
+from replay.diff import diff
 from replay.rebuild import rebuild
+from replay.release import release_instant, verify_release
 from services.api.server import ApiServer
 from services.bootstrap import run_stack, stack_components
+from services.client.errors import ForbiddenError
 from services.client.office import OfficeClient
 from services.infra.config import Settings
 from services.infra.embedded import EmbeddedNats
+from services.infra.office_keys import create_office_key, load_office_registry, office_seeds
 from services.infra.runtime import read_runtime
 from tests.factories import make_reported
 
@@ -205,3 +212,90 @@ async def test_the_api_keeps_answering_while_a_rebuild_switches_files(stack: Sta
     assert answers
     # Every answer is complete: all 40 activities, never a half-built file.
     assert set(answers) == {(200, 40, 40.0)}
+
+
+# -- releases (issue 16): made through intake by HQ alone, verified against the stream --------
+
+
+async def released(stack: Stack, name: str) -> dict:
+    """The release as the API lists it, once the projector has copied it."""
+    for _ in range(100):
+        found = {r["name"]: r for r in (await stack.api.get("/v1/releases")).json()["items"]}
+        if name in found:
+            return found[name]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"release {name} never listed")
+
+
+async def test_a_release_states_the_figures_then_and_verifies_against_the_stream(stack: Stack):
+    await report(stack, "KAZ-TRAINING-1", 571)
+    then = await report(stack, "UZB-TRAINING-1", 40, countries=("UZB",))
+    await get_at_least(stack, "/v1/status", then)
+    create_office_key(stack.settings.data_dir, "HQ")
+    hq = OfficeClient(
+        stack.office.nc, "HQ", stack.settings.namespace, seeds=office_seeds(stack.settings.data_dir)
+    )
+    conn = open_reader(live_path(stack.settings.data_dir))
+    digest = digest_at(conn, then)
+    conn.close()
+
+    accepted = await hq.release("SG-2021", then, digest, "figures as published")
+    revised = await hq.revise("KAZ-TRAINING-1", {"metrics.people_trained": 600}, "final list")
+    await get_at_least(stack, "/v1/status", revised.sequence)
+
+    listed = await released(stack, "SG-2021")
+    assert (listed["sequence"], listed["digest"], listed["office"]) == (then, digest, "HQ")
+    assert listed["recorded_sequence"] == accepted.sequence == then + 1
+    past = (await stack.api.get("/v1/countries/KAZ?release=SG-2021")).json()
+    assert past["totals"] == {"people_trained": 571}
+    assert past["as_of"]["release"] == "SG-2021"
+    assert (await stack.api.get("/v1/countries/KAZ")).json()["totals"] == {"people_trained": 600}
+
+    registry = load_office_registry(stack.settings.data_dir)
+    check = await verify_release(stack.store, "SG-2021", registry)
+    assert check.ok, check.problems
+    assert (check.sequence, check.digest, check.office) == (then, digest, "HQ")
+    since = await release_instant(stack.store, "SG-2021")
+    changes = await diff(stack.store, since, dt.datetime.now(dt.UTC))
+    by_row = {(c.table, tuple(c.key.values()), c.metric): c for c in changes}
+    kaz = by_row[("by_country", ("KAZ",), "people_trained")]
+    assert (kaz.before, kaz.after) == (571, 600)
+    assert [e.reason for e in kaz.events] == ["final list"]
+
+
+async def test_only_hq_releases_and_a_name_is_used_once(stack: Stack):
+    last = await report(stack, "KAZ-TRAINING-1", 571)
+    kaz = OfficeClient(stack.office.nc, "KAZ", stack.settings.namespace)
+
+    with pytest.raises(ForbiddenError, match="only HQ may release"):
+        await kaz.release("MINE", last, "0" * 64)
+    await stack.office.release("ONCE", last, "0" * 64)
+    with pytest.raises(ReleaseExistsError):
+        await stack.office.release("ONCE", last, "1" * 64)
+    # The release is the stream's last message, but no event a projection applies: the
+    # projection is not behind it.
+    await released(stack, "ONCE")
+    status = (await stack.api.get("/v1/status")).json()
+    assert status["stream_last_sequence"] == last
+    assert status["projections"][0]["lag"] == 0
+
+
+async def test_verify_fails_naming_the_digest_when_the_figures_then_differ(stack: Stack):
+    last = await report(stack, "KAZ-TRAINING-1", 571)
+    create_office_key(stack.settings.data_dir, "HQ")
+    hq = OfficeClient(
+        stack.office.nc, "HQ", stack.settings.namespace, seeds=office_seeds(stack.settings.data_dir)
+    )
+    # Signed by HQ, but stating figures the history up to `last` does not give: what a
+    # release of another history looks like after an import.
+    await hq.release("FORGED", last, "0" * 64, "not these figures")
+
+    check = await verify_release(
+        stack.store, "FORGED", load_office_registry(stack.settings.data_dir)
+    )
+    assert not check.ok
+    assert [p.split(":")[0] for p in check.problems] == ["digest"]
+    assert check.stated == "0" * 64
+    assert check.digest != check.stated
+    with pytest.raises(ReleaseNotFoundError):
+        await verify_release(stack.store, "NONE", load_office_registry(stack.settings.data_dir))

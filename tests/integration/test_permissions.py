@@ -21,7 +21,7 @@ from services.api.server import ApiServer
 from services.bootstrap import run_stack, stack_components
 from services.cli.exit_codes import ExitCode
 from services.cli.main import main
-from services.client.errors import IntakeUnavailableError
+from services.client.errors import ForbiddenError, IntakeUnavailableError
 from services.client.office import OfficeClient
 from services.infra.access import add_office, credentials_for, embedded_server
 from services.infra.cluster import LocalCluster
@@ -71,7 +71,10 @@ async def test_an_office_cannot_report_for_another_office(as_user, secured_intak
     )
 
 
-@pytest.mark.parametrize("subject", ["ledger.activity.KAZ.KAZ-1", "ledger.activity.VNM.VNM-1"])
+@pytest.mark.parametrize(
+    "subject",
+    ["ledger.activity.KAZ.KAZ-1", "ledger.activity.VNM.VNM-1", "ledger.release.FORGED"],
+)
 async def test_an_office_cannot_write_to_the_stream_directly(as_user, subject: str) -> None:
     kaz = await as_user("office-KAZ")
     js = kaz.jetstream(timeout=_JS_TIMEOUT)
@@ -112,12 +115,27 @@ async def test_only_the_admin_administers_streams_and_consumers(
     assert (info.config.deny_delete, info.config.deny_purge) == (True, True)
 
 
-@pytest.mark.parametrize("subject", ["ledger.activity.KAZ.KAZ-1", "ledger.intake.KAZ"])
+@pytest.mark.parametrize(
+    "subject", ["ledger.activity.KAZ.KAZ-1", "ledger.release.FORGED", "ledger.intake.KAZ"]
+)
 @pytest.mark.parametrize("user", ["query", "auditor", "projector"])
 async def test_readers_cannot_publish_events_or_commands(as_user, user: str, subject: str) -> None:
     nc = await as_user(user)
     with pytest.raises(PermissionDeniedError, match=f"refused publish to {subject} "):
         await refused_or(nc, nc.request(subject, b"{}", timeout=_JS_TIMEOUT), [subject])
+
+
+async def test_only_hq_releases_and_only_through_intake(as_user, secured_intake) -> None:
+    kaz = OfficeClient(await as_user("office-KAZ"), "KAZ", timeout=_JS_TIMEOUT)
+    hq = OfficeClient(await as_user("office-HQ"), "HQ", timeout=_JS_TIMEOUT)
+
+    with pytest.raises(ForbiddenError, match="only HQ may release"):
+        await kaz.release("KAZ-OWN", 0, "0" * 64)
+    accepted = await hq.release("SG-EMPTY", 0, "0" * 64, "the empty ledger")
+
+    stored = await EventStore(await as_user("auditor")).release("SG-EMPTY")
+    assert stored is not None and stored.sequence == accepted.sequence
+    assert stored.subject == "ledger.release.SG-EMPTY"
 
 
 async def test_an_office_cannot_read_another_offices_replies(secured, as_user) -> None:
