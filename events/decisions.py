@@ -170,17 +170,7 @@ def decide_release(
     payload = FiguresReleased(
         name=command.name, sequence=command.sequence, digest=command.digest, note=command.note
     )
-    event = seal(
-        payload,
-        office=office,
-        actor=command.actor,
-        event_id=event_id_for(command, office),
-        occurred_at=command.issued_at,
-        recorded_at=now,
-        correlation_id=command.correlation_id,
-        causation_id=command.command_id,
-    )
-    decision = Append(event, 0, 1)
+    decision = Append(_seal(payload, command, office, now, prev=""), 0, 1)
     return _check_signature(decision, command, office, keys) if keys is not None else decision
 
 
@@ -521,7 +511,7 @@ def _forbidden(office: str, owner: str, activity_id: str) -> Rejected:
 
 
 def _seal(
-    payload: Any, command: Command, office: str, now: dt.datetime, prev: str
+    payload: Any, command: Command | ReleaseFigures, office: str, now: dt.datetime, prev: str
 ) -> Envelope[Any]:
     return seal(
         payload,
