@@ -302,12 +302,11 @@ def activity_command(
 @_reader_options
 @click.pass_context
 def activities(ctx: click.Context, db: Path | None, as_json: bool, **filters: Any) -> None:
-    # ``filters`` holds the scope too: list_activities takes it as ``scope``.
     """List activities matching every filter, a page at a time.
 
     Example: ledger activities --country KAZ --q training --limit 20
     """
-
+    # ``filters`` holds the scope too: list_activities takes it as ``scope``.
     answer = _run(ctx, db, lambda conn: list_activities(conn, **filters))
 
     def render(console: Console, page: Any) -> None:
