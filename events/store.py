@@ -44,6 +44,7 @@ from events.stored import (
     DecodingReads,
     LoadedActivity,
     RawMessage,
+    nanoseconds,
 )
 from events.subjects import DEFAULT, Namespace
 
@@ -499,7 +500,7 @@ def _parse_time_ns(value: dt.datetime | str | None) -> int:
     if value is None:
         return 0
     if isinstance(value, dt.datetime):
-        return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
+        return nanoseconds(value)
     # RFC 3339 with nanoseconds, which datetime cannot hold.
     head, _, frac = value.rstrip("Z").partition(".")
     base = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC)

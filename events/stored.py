@@ -26,10 +26,17 @@ __all__ = [
     "LoadedActivity",
     "RawMessage",
     "Recorded",
+    "nanoseconds",
 ]
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 """Where the stream's nanosecond timestamps count from."""
+
+
+def nanoseconds(at: dt.datetime) -> int:
+    """An aware instant as integer nanoseconds since 1970 (exact: a datetime holds whole
+    microseconds), the unit of stream times and of the projection's ``timeline``."""
+    return int(at.timestamp()) * 1_000_000_000 + at.microsecond * 1000
 
 
 class RawMessage(msgspec.Struct, frozen=True):

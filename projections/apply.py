@@ -24,7 +24,7 @@ from events.activity import ActivityState
 from events.codec import DEFAULT_CODEC, Codec
 from events.envelope import Envelope
 from events.errors import EventDecodeError
-from events.stored import RawMessage
+from events.stored import RawMessage, nanoseconds
 from projections.fold import (
     ROLLUP_KEYS,
     Bucket,
@@ -508,7 +508,7 @@ def write_timeline(
     for raw in messages:
         at = recorded.get(raw.sequence)
         if at is not None:
-            floor = max(floor, int(at.timestamp()) * 1_000_000_000 + at.microsecond * 1000)
+            floor = max(floor, nanoseconds(at))
         rows.append((raw.sequence, floor))
     conn.executemany("INSERT OR IGNORE INTO timeline (sequence, time_ns) VALUES (?, ?)", rows)
     return floor

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import msgspec
 
 from events.release import decode_release
-from events.stored import RawMessage
+from events.stored import RawMessage, nanoseconds
 
 __all__ = ["write_releases"]
 
@@ -31,7 +31,6 @@ def write_releases(conn: sqlite3.Connection, messages: Iterable[RawMessage]) -> 
             event = decode_release(raw.data)
         except msgspec.DecodeError:
             continue
-        at = event.recorded_at
         rows.append(
             (
                 event.payload.name,
@@ -42,7 +41,7 @@ def write_releases(conn: sqlite3.Connection, messages: Iterable[RawMessage]) -> 
                 event.actor,
                 event.event_id,
                 raw.sequence,
-                int(at.timestamp()) * 1_000_000_000 + at.microsecond * 1000,
+                nanoseconds(event.recorded_at),
                 bytes(raw.data),
             )
         )

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from events.activity import ActivityState
+from events.stored import nanoseconds
 from projections.answers import AsOf
 from projections.errors import BadParameterError, UnknownKeyError
 from projections.fold import decode_state
@@ -180,7 +181,7 @@ def resolve(conn: sqlite3.Connection, scope: Scope | None) -> View:
                 f"{asked.isoformat()} is in the future; the last event was recorded at "
                 f"{last_time.isoformat() if last_time else 'no time yet'} (sequence {last})",
             )
-        ns = int(asked.timestamp()) * _NS + asked.microsecond * 1000
+        ns = nanoseconds(asked)
         row = conn.execute(
             "SELECT max(sequence) FROM timeline WHERE time_ns <= ?", (ns,)
         ).fetchone()

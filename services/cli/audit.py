@@ -15,7 +15,8 @@ from rich.table import Table
 from events.keys import load_registry
 from events.store import EventStore
 from projections.db import live_path
-from projections.temporal import scope_of
+from projections.errors import BadParameterError
+from projections.temporal import parse_instant, scope_of
 from replay.archive import export_log
 from replay.archive import import_log as load_archive
 from replay.archive_check import ImportRules
@@ -53,14 +54,9 @@ class Instant(click.ParamType):
         if self.releases and text.startswith("release:"):
             return text
         try:
-            if len(text) == 10:
-                return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
-            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(f"{value!r} is not an instant; write e.g. 2021-06-30T00:00:00Z", param, ctx)
-        if parsed.tzinfo is None:
-            self.fail(f"{value!r} has no time zone; add Z for UTC or an offset", param, ctx)
-        return parsed
+            return parse_instant(text)
+        except BadParameterError as exc:
+            self.fail(exc.message, param, ctx)
 
 
 async def _instant(store: EventStore, value: dt.datetime | str) -> dt.datetime:
