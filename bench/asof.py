@@ -32,7 +32,15 @@ COUNTRY = "/v1/countries/{country}?as_of_sequence={sequence}"
 ACTIVITIES = "/v1/activities?country={country}&year=2015&limit=50&as_of_sequence={sequence}"
 PRESENT = "/v1/countries/{country}"
 
-PAST = ("footprints", "activity_documents", "activities_past", "activity_countries_past")
+PAST = (
+    "footprints",
+    "activity_documents",
+    "activities_past",
+    "activity_countries_past",
+    "marks",
+    "marks_by_year",
+    "marks_by_programme",
+)
 """The tables (and their indexes) that only time travel reads."""
 TIMELINE = ("timeline",)
 

@@ -24,6 +24,7 @@ from events.activity import ActivityState
 from events.codec import DEFAULT_CODEC, Codec
 from events.envelope import Envelope
 from events.errors import EventDecodeError
+from events.metrics import unsummed_metrics
 from events.stored import RawMessage, nanoseconds
 from projections.fold import (
     ROLLUP_KEYS,
@@ -40,6 +41,7 @@ from projections.fold import (
     is_listed_only,
     reported_figures,
 )
+from projections.marks import write_marks
 from projections.schema import OPEN, PROJECTION
 
 __all__ = [
@@ -176,7 +178,7 @@ _DELETES = {
 }
 _FOOTPRINT_INSERT = (
     "INSERT INTO footprints (country, metric, year, programme, activity_id, since, until, "
-    "micros, counted, listed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "micros, counted, listed, summed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _PAST_PLACE_INSERT = (
     "INSERT INTO activity_countries_past (country, activity_id, share, office, programme, "
@@ -248,6 +250,7 @@ class Applier:
             add_footprint(deltas, item.loaded, -1, item.loaded_rows())
             add_footprint(deltas, item.state, 1, item.rows())
         write_activities(self.conn, [(i, current[i]) for i in sorted(touched)])
+        write_marks(self.conn, checkpoint, fresh[-1].sequence)
         write_rollups(self.conn, deltas)
         write_timeline(self.conn, fresh, decoded, timeline_floor(self.conn))
         write_quarantine(self.conn, quarantine)
@@ -398,6 +401,7 @@ def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) ->
     within the batch, and the current one; each is valid until the next one's sequence. The
     file's version gets its open rows closed; the others get rows of their own.
     """
+    unsummed = unsummed_metrics()
     feet: list[tuple[Any, ...]] = []
     papers: list[tuple[Any, ...]] = []
     wholes: list[tuple[Any, ...]] = []
@@ -423,7 +427,19 @@ def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) ->
                 if mine:
                     year, programme = activity.year, activity.programme
                     feet += [
-                        (place, metric, year, programme, activity_id, since, until, m, c, x)
+                        (
+                            place,
+                            metric,
+                            year,
+                            programme,
+                            activity_id,
+                            since,
+                            until,
+                            m,
+                            c,
+                            x,
+                            metric not in unsummed,
+                        )
                         for place, metric, m, c, x in mine
                     ]
             if until == OPEN:
@@ -452,19 +468,10 @@ def _write_versions(conn: sqlite3.Connection, rows: list[tuple[str, Folded]]) ->
     # The file's versions get their open rows closed, each row by its whole key (the
     # version's rows say which they are), all in one statement per table.
     conn.executemany(
-        "UPDATE footprints SET until = ? WHERE country = ? AND metric = ? AND year = ? "
-        "AND programme = ? AND activity_id = ? AND since = ?",
+        "UPDATE footprints SET until = ? WHERE country = ? AND since = ? AND metric = ?",
         [
-            (
-                until,
-                place,
-                metric,
-                state.activity.year,
-                state.activity.programme,
-                activity_id,
-                state.last_sequence,
-            )
-            for until, activity_id, state, rows_then in closing
+            (until, place, state.last_sequence, metric)
+            for until, _, state, rows_then in closing
             for place, metric, *_ in rows_then
         ],
     )

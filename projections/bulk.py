@@ -48,6 +48,7 @@ from projections.apply import (
     write_timeline,
 )
 from projections.fold import Bucket, Share, add_footprint, add_shares, net_deltas
+from projections.marks import write_marks
 from projections.schema import PROJECTION
 
 __all__ = ["DEFAULT_CACHE", "BulkApplier", "BulkError"]
@@ -181,6 +182,7 @@ class BulkApplier:
         self._finished = True
         try:
             self._write_out(len(self._recent))
+            write_marks(self.conn, 0, self.position)
             write_rollups(self.conn, self._totals)
             if self._merged:
                 make_timeline_monotone(self.conn)

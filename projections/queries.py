@@ -44,6 +44,7 @@ from projections.answers import (
 )
 from projections.errors import BadParameterError, UnknownKeyError
 from projections.fold import ACTIVITY_COUNT, MICROS, documents_of, is_listed_only
+from projections.marks import sums_at
 from projections.paging import decode_cursor, encode_cursor
 from projections.provenance import Contribution, contributions
 from projections.schema import OPEN, PROJECTION
@@ -333,13 +334,19 @@ both its breakdowns."""
 def _footprint_sums(
     conn: sqlite3.Connection, view: View, where: dict[str, Any], group: str | None
 ) -> dict[tuple[Any, str], list[int]]:
-    """``[micros, counted, listed]`` by (value of ``group``, metric), summed in SQL at the
-    grain of year and programme (and country, when grouped by it) and then in Python: a
-    country's summary as of k reads the country's footprints once, and derives its head and
-    both breakdowns in one pass over the sums."""
+    """``[micros, counted, listed]`` by (value of ``group``, metric), for a summary's head
+    and both breakdowns at once.
+
+    A place's own summary as of k (a country's, or the whole's) starts from the mark before
+    k (projections/marks.py). Any other is summed in SQL at the grain of year and programme
+    (and country, when grouped by it) from the footprints valid in the view, then in Python.
+    """
     fine = ("country", *_FINE) if group == "country" else _FINE
     key = (group == "country", tuple(sorted(where.items())))
     derived = view.sums.get(key)
+    own = view.document is None and group != "country" and where.keys() <= {"country"}
+    if derived is None and own and view.sequence is not None:
+        derived = view.sums[key] = sums_at(conn, where.get("country", ""), view.sequence)
     if derived is None:
         clauses, params = _footprint_clauses(view, where, group)
         columns = ", ".join(fine)
@@ -443,11 +450,14 @@ def _listed(
             if count
             else 0
         )
+        # A place's own list reads its listed rows in id order and stops at the last one
+        # shown; left to itself, SQLite would sort the place's every valid row first.
+        hint = "INDEXED BY footprints_listed " if where.keys() <= {"country"} else ""
         ids = [
             activity_id
             for (activity_id,) in conn.execute(
-                f"SELECT activity_id FROM footprints WHERE {condition} ORDER BY activity_id "
-                "LIMIT ?",
+                f"SELECT activity_id FROM footprints {hint}WHERE {condition} "
+                "ORDER BY activity_id LIMIT ?",
                 [*params, MULTI_COUNTRY_LISTED],
             )
         ]
@@ -534,9 +544,12 @@ def _largest(
         ).fetchall()
     else:
         conditions, params = _footprint_clauses(view, where, None)
+        # A place's own: its figures of the metric, largest first, until enough are valid.
+        hint = "INDEXED BY footprints_reported " if where.keys() <= {"country"} else ""
         rows = conn.execute(
-            f"SELECT activity_id, micros FROM footprints WHERE {' AND '.join(conditions)} "
-            "AND metric = ? AND counted = 1 ORDER BY micros DESC, activity_id LIMIT ?",
+            f"SELECT activity_id, micros FROM footprints {hint}WHERE {' AND '.join(conditions)} "
+            "AND metric = ? AND summed = 0 AND counted = 1 ORDER BY micros DESC, activity_id "
+            "LIMIT ?",
             [*params, metric, REPORTED_LISTED],
         ).fetchall()
     figures = [ReportedFigure(activity_id=a, value=micros / MICROS) for a, micros in rows]

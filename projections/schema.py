@@ -25,7 +25,7 @@ __all__ = [
     "table_names",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Stored as ``PRAGMA user_version``; a different one means: rebuild."""
 
 PROJECTION = "ledger"
@@ -105,9 +105,41 @@ CREATE TABLE IF NOT EXISTS footprints (
     micros INTEGER NOT NULL,
     counted INTEGER NOT NULL,        -- 1: counts in the place's totals
     listed INTEGER NOT NULL,         -- 1: multi-country without shares, listed only
-    -- In the order a summary groups by, so that SQLite sums a place's rows as it reads them,
-    -- without sorting them first (a third faster at 1M events).
-    PRIMARY KEY (country, metric, year, programme, activity_id, since)
+    summed INTEGER NOT NULL,         -- 1: the metric's figures add up; 0: max or none
+    -- One event makes one version, with one row per place and metric. Keyed by `since`
+    -- within a place, so that the rows made between two sequences are one range: a summary
+    -- as of k reads those since the mark before k (projections/marks.py).
+    PRIMARY KEY (country, since, metric)
+) WITHOUT ROWID;
+-- The other rows that changed since a mark: those closed after it, by when. Only replaced
+-- versions are here (a tenth of the rows), with every column a summary sums.
+CREATE INDEX IF NOT EXISTS footprints_closed
+    ON footprints (country, until, year, programme, micros, counted, listed)
+    WHERE until < 9223372036854775807;  -- OPEN
+-- Marks: the footprints valid at every MARK_EVERY-th sequence, summed per place and metric,
+-- by year and by programme (projections/marks.py); `marks` lists the sequences written.
+CREATE TABLE IF NOT EXISTS marks (
+    mark INTEGER PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS marks_by_year (
+    country TEXT NOT NULL,
+    mark INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    micros INTEGER NOT NULL,
+    counted INTEGER NOT NULL,
+    listed INTEGER NOT NULL,
+    PRIMARY KEY (country, mark, metric, year)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS marks_by_programme (
+    country TEXT NOT NULL,
+    mark INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    programme TEXT NOT NULL,
+    micros INTEGER NOT NULL,
+    counted INTEGER NOT NULL,
+    listed INTEGER NOT NULL,
+    PRIMARY KEY (country, mark, metric, programme)
 ) WITHOUT ROWID;
 -- The documents that report each version of an activity (withdrawn ones too).
 CREATE TABLE IF NOT EXISTS activity_documents (
@@ -213,6 +245,11 @@ CREATE INDEX IF NOT EXISTS reported_year ON reported (metric, country, year, mic
 CREATE INDEX IF NOT EXISTS footprints_programme ON footprints (programme, year)
     WHERE country = '';
 CREATE INDEX IF NOT EXISTS footprints_year ON footprints (year) WHERE country = '';
+CREATE INDEX IF NOT EXISTS footprints_listed ON footprints (country, activity_id, until)
+    WHERE metric = '*' AND listed = 1;
+CREATE INDEX IF NOT EXISTS footprints_reported
+    ON footprints (country, metric, micros DESC, activity_id, until)
+    WHERE summed = 0 AND counted = 1;
 CREATE INDEX IF NOT EXISTS activities_past_parts ON activities_past (part_of)
     WHERE part_of IS NOT NULL;
 CREATE INDEX IF NOT EXISTS timeline_time ON timeline (time_ns, sequence);
@@ -296,6 +333,9 @@ def table_names() -> list[str]:
         "activities_past",
         "activity_countries_past",
         "timeline",
+        "marks",
+        "marks_by_year",
+        "marks_by_programme",
         *ROLLUP_KEYS,
         "checkpoint",
         "quarantine",

@@ -237,7 +237,10 @@ class ReadModel:
 
         :raises NotYetError: as :meth:`at_least`.
         """
-        await self.at_least(min_sequence)
+        if min_sequence:
+            # Without one, the worker's own connection finds the file (or that there is none):
+            # no read on the loop.
+            await self.at_least(min_sequence)
 
         def call(conn: sqlite3.Connection) -> T:
             return query(conn, *args, **kwargs)

@@ -6,7 +6,8 @@ footprints.
 The histories are those of the projection property (reports, revisions of every field,
 withdrawals, events that cannot follow, venues, shares, parts, one or two documents). The full
 history is applied in random batches by the live applier, or by the bulk applier of a rebuild,
-so both writers of the past are checked.
+so both writers of the past are checked. Marks are written every 3 sequences here (50,000 in
+use), so that answers start from them, and each mark is checked against the footprints.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.envelope import Envelope
 from events.reference import load_reference
-from projections import queries
+from projections import marks, queries
 from projections.answers import AsOf
 from projections.apply import Applier
 from projections.bulk import BulkApplier
@@ -38,6 +40,16 @@ from tests.unit.test_projection_property import (
     ledgers,
     raw,
 )
+
+_MARK_EVERY = 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _marks_every_few_sequences():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(marks, "MARK_EVERY", _MARK_EVERY)
+        yield
+
 
 _PROGRAMMES = [p for p in PROGRAMMES if load_reference().programme_code(p) is not None]
 _METRICS = ["*", "people_trained", "cocaine_seized_kg", "countries_assisted", "beneficiaries"]
@@ -107,7 +119,27 @@ def _bulk(events: list[tuple[int, Envelope[Any]]], cuts: list[int], cache: int):
     return conn
 
 
+def _check_marks(conn, last: int) -> None:
+    """Every multiple of the spacing up to ``last`` is marked, and each mark holds the sums of
+    the footprints valid at it, by place, metric and year or programme."""
+    found = [mark for (mark,) in conn.execute("SELECT mark FROM marks ORDER BY mark")]
+    assert found == list(range(_MARK_EVERY, last + 1, _MARK_EVERY))
+    for breakdown in ("year", "programme"):
+        stored = conn.execute(
+            f"SELECT country, mark, metric, {breakdown}, micros, counted, listed "
+            f"FROM marks_by_{breakdown} ORDER BY 1, 2, 3, 4"
+        ).fetchall()
+        summed = conn.execute(
+            f"SELECT * FROM (SELECT f.country, m.mark, f.metric, f.{breakdown}, "
+            "sum(f.micros) AS a, sum(f.counted) AS b, sum(f.listed) AS c "
+            "FROM marks m JOIN footprints f ON f.since <= m.mark AND f.until > m.mark "
+            f"GROUP BY 1, 2, 3, 4) WHERE a != 0 OR b != 0 OR c != 0 ORDER BY 1, 2, 3, 4"
+        ).fetchall()
+        assert stored == summed, breakdown
+
+
 def _check_every_sequence(conn, events: list[tuple[int, Envelope[Any]]]) -> None:
+    _check_marks(conn, len(events))
     for k in range(len(events) + 1):
         scope = Scope(as_of_sequence=k)
         rebuilt = _rebuilt(events, k)

@@ -1,0 +1,105 @@
+"""Marks: the footprints valid at every :data:`MARK_EVERY`-th sequence, summed per place.
+
+A place's summary as of sequence k (its head, and its figures by year and by programme) is
+the sum of its footprints valid at k. Summing them all reads the place's whole range of
+``footprints``; instead, :func:`sums_at` starts from the latest mark at or below k and adds
+only the rows that changed after it: those made after the mark and still valid at k, less
+those valid at the mark and closed by k. ``footprints`` is keyed by (country, since,
+metric), so the first are one short range of the key, and a small covering index holds the
+second (schema.py, "The past").
+
+Both appliers write marks with :func:`write_marks`, which is :func:`sums_at` at each new mark:
+the live one when a batch passes a multiple of :data:`MARK_EVERY`, a rebuild once at the end.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from projections.schema import OPEN
+
+__all__ = ["MARK_EVERY", "Sums", "sums_at", "write_marks"]
+
+MARK_EVERY = 50_000
+"""Sequences between two marks. At 1M events a mark is about 30k rows (191 places x 5
+metrics x 12 years, and x 20 programmes); a summary as of k reads at most this many
+sequences' changes (about 850 rows of a country, 120k of the whole)."""
+
+Sums = dict[str | None, dict[tuple[Any, str], list[int]]]
+"""``[micros, counted, listed]`` by (value, metric): under ``None`` the head (value ``None``),
+under ``"year"`` and ``"programme"`` the breakdowns."""
+
+_BREAKDOWNS = ("year", "programme")
+
+
+def sums_at(conn: sqlite3.Connection, place: str, sequence: int) -> Sums:
+    """The sums of ``place``'s footprints valid at ``sequence`` (``''``: activities as a whole).
+
+    :param sequence: at most the projection's checkpoint.
+    """
+    (mark,) = conn.execute("SELECT max(mark) FROM marks WHERE mark <= ?", (sequence,)).fetchone()
+    mark = mark or 0
+    sums: Sums = {}
+    for breakdown in _BREAKDOWNS:
+        # The mark, plus the rows made since and valid at k, less the rows valid at the mark
+        # and closed by k: one statement, so that SQLite adds them up.
+        rows = conn.execute(
+            f"SELECT {breakdown}, metric, sum(micros), sum(counted), sum(listed) FROM ("
+            f"SELECT {breakdown}, metric, micros, counted, listed FROM marks_by_{breakdown} "
+            "WHERE country = ?1 AND mark = ?2 "
+            f"UNION ALL SELECT {breakdown}, metric, micros, counted, listed FROM footprints "
+            "WHERE country = ?1 AND since > ?2 AND since <= ?3 AND until > ?3 "
+            f"UNION ALL SELECT {breakdown}, metric, -micros, -counted, -listed "
+            "FROM footprints INDEXED BY footprints_closed WHERE country = ?1 AND until > ?2 "
+            f"AND until <= ?3 AND until < {OPEN} AND since <= ?2"
+            f") GROUP BY {breakdown}, metric",
+            (place, mark, sequence),
+        )
+        sums[breakdown] = {(value, metric): figures for value, metric, *figures in rows}
+    head: dict[tuple[Any, str], list[int]] = {}
+    for (_, metric), figures in sums["year"].items():
+        slot = head.setdefault((None, metric), [0, 0, 0])
+        slot[0] += figures[0]
+        slot[1] += figures[1]
+        slot[2] += figures[2]
+    sums[None] = head
+    return sums
+
+
+def write_marks(conn: sqlite3.Connection, after: int, upto: int) -> int:
+    """Write the marks at the multiples of :data:`MARK_EVERY` in (``after``, ``upto``].
+
+    Call it in the transaction that brought the footprints to ``upto``. Each mark is summed
+    from the one before it, so they are written in order.
+
+    :returns: how many marks were written.
+    """
+    written = 0
+    for mark in range((after // MARK_EVERY + 1) * MARK_EVERY, upto + 1, MARK_EVERY):
+        for place in _places(conn):
+            sums = sums_at(conn, place, mark)
+            for breakdown in _BREAKDOWNS:
+                conn.executemany(
+                    f"INSERT INTO marks_by_{breakdown} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (place, mark, metric, value, *slot)
+                        for (value, metric), slot in sums[breakdown].items()
+                        if any(slot)
+                    ],
+                )
+        conn.execute("INSERT INTO marks (mark) VALUES (?)", (mark,))
+        written += 1
+    return written
+
+
+def _places(conn: sqlite3.Connection) -> list[str]:
+    """Every place with footprints: ``''`` and each country, one seek of the key apiece."""
+    places: list[str] = []
+    row = conn.execute("SELECT min(country) FROM footprints").fetchone()
+    while row[0] is not None:
+        places.append(row[0])
+        row = conn.execute(
+            "SELECT min(country) FROM footprints WHERE country > ?", (row[0],)
+        ).fetchone()
+    return places
