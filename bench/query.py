@@ -204,12 +204,16 @@ def main() -> None:
                 )
 
 
-@contextlib.contextmanager
-def _server(path: Path, kept: int) -> Iterator[int]:
+def _server(path: Path, kept: int) -> contextlib.AbstractContextManager[int]:
     """The API over ``path`` in a child process; its port."""
+    return child_server("bench.query", "--serve", str(path), "--kept", str(kept))
+
+
+@contextlib.contextmanager
+def child_server(module: str, *args: str) -> Iterator[int]:
+    """``python -m module *args --port P`` in a child process, once it listens on P; P."""
     port = _free_port()
-    command = [sys.executable, "-m", "bench.query", "--serve", str(path), "--port", str(port)]
-    child = subprocess.Popen([*command, "--kept", str(kept)])
+    child = subprocess.Popen([sys.executable, "-m", module, *args, "--port", str(port)])
     try:
         for _ in range(100):
             try:

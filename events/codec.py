@@ -27,6 +27,7 @@ __all__ = [
     "decode",
     "encode",
     "headers_for",
+    "stored_headers",
 ]
 
 HEADER_TYPE = "Ledger-Type"
@@ -51,6 +52,24 @@ def encode(envelope: Envelope[Any]) -> bytes:
 def headers_for(envelope: Envelope[Any]) -> dict[str, str]:
     """The routing headers of an event: its type and schema version."""
     return {HEADER_TYPE: envelope.type, HEADER_VERSION: str(envelope.version)}
+
+
+class _Stated(msgspec.Struct):
+    type: str
+    version: int
+
+
+_stated = msgspec.json.Decoder(_Stated)
+
+
+def stored_headers(data: bytes) -> dict[str, str]:
+    """The routing headers of an event as stored: the type and schema version its bytes
+    state, which for an event of an older version are not those of its decoded copy.
+
+    :raises msgspec.DecodeError: when ``data`` states no type and version.
+    """
+    stated = _stated.decode(data)
+    return {HEADER_TYPE: stated.type, HEADER_VERSION: str(stated.version)}
 
 
 class Codec:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
+from events.checkpoint import CheckpointError
 from events.commands import ErrorCode as ReplyCode
 from events.errors import (
     ActivityNotFoundError,
@@ -41,6 +42,7 @@ from events.errors import (
     TooManyReadersError,
     UnknownProgrammeError,
 )
+from events.tlog_verify import ProofError
 
 __all__ = ["KINDS", "REPLY_CODES", "ErrorKind", "kind_of", "reply_code"]
 
@@ -92,8 +94,12 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     ReleaseNotFoundError: ErrorKind.NOT_FOUND,
     TooManyReadersError: ErrorKind.UNAVAILABLE,
     ActivityWithdrawnError: ErrorKind.WITHDRAWN,
+    # A note or a proof handed to the ledger (or to an auditor) that does not hold is bad input,
+    # whether it was garbled on the way or forged.
+    CheckpointError: ErrorKind.INVALID,
+    ProofError: ErrorKind.FAILED,
 }
-"""The kind of every error class of :mod:`events.errors`."""
+"""The kind of every error class of ``events``: those of :mod:`events.errors` and the rest."""
 
 REPLY_CODES: dict[ErrorKind, ReplyCode] = {
     ErrorKind.INVALID: "invalid",

@@ -15,7 +15,7 @@ import nacl.exceptions
 import nacl.signing
 import nkeys
 
-__all__ = ["new_key_pair", "public_key_of", "sign_hash", "signature_is_valid"]
+__all__ = ["new_key_pair", "public_key_of", "raw_public_key", "sign_hash", "signature_is_valid"]
 
 
 def new_key_pair() -> tuple[str, str]:
@@ -40,7 +40,7 @@ def sign_hash(seed: str, event_hash: str) -> str:
 def signature_is_valid(public_key: str, event_hash: str, signature: str) -> bool:
     """Whether ``signature`` is the holder of ``public_key``'s signature of ``event_hash``."""
     try:
-        verify_key = nacl.signing.VerifyKey(_raw_public_key(public_key))
+        verify_key = nacl.signing.VerifyKey(raw_public_key(public_key))
         raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
         verify_key.verify(event_hash.encode(), raw)
     except (ValueError, binascii.Error, nacl.exceptions.BadSignatureError, TypeError):
@@ -48,7 +48,11 @@ def signature_is_valid(public_key: str, event_hash: str, signature: str) -> bool
     return True
 
 
-def _raw_public_key(public_key: str) -> bytes:
+def raw_public_key(public_key: str) -> bytes:
+    """The 32-byte Ed25519 key inside a user public nkey (``U...``).
+
+    :raises ValueError: when ``public_key`` is not a user public nkey.
+    """
     # An nkey public key is base32 of: one prefix byte, the 32-byte Ed25519 key, a CRC-16.
     decoded = base64.b32decode(public_key + "=" * (-len(public_key) % 8))
     if len(decoded) != 35 or decoded[0] != nkeys.PREFIX_BYTE_USER:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -27,7 +28,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from events.codec import DEFAULT_CODEC, Codec, encode, headers_for
+from events.codec import DEFAULT_CODEC, Codec, encode, headers_for, stored_headers
 from events.envelope import Envelope
 from events.errors import (
     Conflict,
@@ -93,7 +94,7 @@ class EventStore(DecodingReads):
         subjects")."""
         return api.StreamConfig(
             name=self.ns.stream,
-            subjects=[self.ns.activities, self.ns.releases],
+            subjects=[self.ns.activities, self.ns.releases, self.ns.checkpoints],
             storage=api.StorageType.FILE,
             retention=api.RetentionPolicy.LIMITS,
             num_replicas=replicas,
@@ -120,11 +121,14 @@ class EventStore(DecodingReads):
         except nats.js.errors.NotFoundError:
             return await self.js.add_stream(wanted)
         config = info.config
-        older = config.subjects == [self.ns.activities]
+        wanted_subjects = list(wanted.subjects or [])
+        # A stream made before releases (issue 16) or checkpoints (issue 17) lacks only their
+        # subjects; it gets them once nothing else is found wanting, its one change.
+        older = config.subjects != wanted_subjects and any(
+            config.subjects == wanted_subjects[:known] for known in (1, 2)
+        )
         if older:
-            # A stream made before releases (issue 16) lacks only their subject; it gets it
-            # once nothing else is found wanting, its one change.
-            config.subjects = list(wanted.subjects or [])
+            config.subjects = wanted_subjects
         problems = _weaker_settings(config, wanted)
         if older and not problems:
             info = await self.js.update_stream(config)
@@ -136,33 +140,56 @@ class EventStore(DecodingReads):
             )
         return info
 
-    async def last_sequence(self) -> int:
+    async def last_sequence(self, subjects: str | None = None) -> int:
         """The sequence of the newest activity event in the stream (what the fold reads,
-        what a projection's checkpoint reaches); 0 when there is none.
+        what a projection's checkpoint reaches), or of the newest message of ``subjects``;
+        0 when there is none.
 
         Not the stream's own last sequence: a release (events/release.py) stored after the
         last activity event is no event a projection applies, and nothing should wait for it.
         """
         try:
-            msg = await self.js.get_last_msg(self.ns.stream, self.ns.activities)
+            msg = await self.js.get_last_msg(self.ns.stream, subjects or self.ns.activities)
         except nats.js.errors.NotFoundError:
             return 0
         return msg.seq or 0
 
+    async def append_checkpoint(self, note: bytes) -> int:
+        """Store a signed checkpoint (events/checkpoint.py) on the checkpoint subject; its
+        sequence. The note's digest is its message id: Ed25519 signs deterministically, so a
+        second notary signing the same tree, or a repeated import, is a duplicate the stream
+        drops rather than a second leaf."""
+        ack = await self.js.publish(
+            self.ns.checkpoints,
+            note,
+            headers={"Nats-Msg-Id": f"checkpoint-{hashlib.sha256(note).hexdigest()}"},
+        )
+        return ack.seq
+
+    async def stored_sequence(self) -> int:
+        """The stream's own last sequence, whatever the subject: how many leaves its Merkle
+        tree has (the stream refuses deletes, so sequences 1..n all exist)."""
+        info = await self.js.stream_info(self.ns.stream)
+        return info.state.last_seq or 0
+
     # -- writing ----------------------------------------------------------------------------
 
     def message_for(
-        self, event: Envelope[Any], expected_sequence: int
+        self, event: Envelope[Any], expected_sequence: int, stored: bytes | None = None
     ) -> tuple[str, bytes, dict[str, str]]:
-        """The subject, body and headers that appending ``event`` publishes."""
-        headers = headers_for(event)
+        """The subject, body and headers that appending ``event`` publishes.
+
+        :param stored: the event's bytes as another stream stored them (an import): written
+            as they are, with the schema version they state, never re-encoded.
+        """
+        headers = headers_for(event) if stored is None else stored_headers(stored)
         headers["Nats-Msg-Id"] = event.event_id
         headers["Nats-Expected-Last-Subject-Sequence"] = str(expected_sequence)
         headers["Nats-Expected-Last-Subject-Sequence-Subject"] = self.ns.activity_filter(
             event.activity_id
         )
         subject = self.ns.activity(event.office, event.activity_id)
-        return subject, encode(event), headers
+        return subject, encode(event) if stored is None else stored, headers
 
     async def append(self, event: Envelope[Any], expected_sequence: int) -> AppendResult:
         """Store one event if its activity is still at ``expected_sequence``.
@@ -187,11 +214,15 @@ class EventStore(DecodingReads):
         return AppendResult(sequence=ack.seq, duplicate=bool(ack.duplicate))
 
     async def append_many(
-        self, items: Iterable[tuple[Envelope[Any], int]], *, find_duplicates: bool = True
+        self,
+        items: Iterable[tuple[Envelope[Any], int] | tuple[Envelope[Any], int, bytes]],
+        *,
+        find_duplicates: bool = True,
     ) -> list[AppendOutcome]:
         """Store many events, pipelined with at most ``window`` acknowledgements outstanding.
 
-        :param items: ``(event, expected_sequence)`` pairs, as for :meth:`append`.
+        :param items: ``(event, expected_sequence)`` pairs, as for :meth:`append`, or triples
+            with the event's stored bytes to write as they are (:meth:`message_for`).
         :param find_duplicates: look into the activity of each refused event for its id, to
             tell a retried append (``duplicate``) from a ``conflict``. A caller that loads the
             activity after a conflict anyway (intake) saves the look by turning it off.
@@ -200,8 +231,8 @@ class EventStore(DecodingReads):
         pipeline = AckPipeline(self.nc, self.window, self.timeout)
         try:
             sent = []
-            for event, expected in items:
-                subject, data, headers = self.message_for(event, expected)
+            for event, expected, *stored in items:
+                subject, data, headers = self.message_for(event, expected, *stored)
                 sent.append((event, expected, await pipeline.publish(subject, data, headers)))
             acks = await pipeline.settle([future for _, _, future in sent])
         finally:
@@ -272,24 +303,29 @@ class EventStore(DecodingReads):
             return None
         return msg.seq
 
-    async def append_release(self, event: Envelope[Any]) -> AppendResult:
+    async def append_release(
+        self, event: Envelope[Any], stored: bytes | None = None
+    ) -> AppendResult:
         """Store a release (events/release.py) on its own subject, once per name.
 
+        :param stored: its bytes as another stream stored them (an import), written as is.
         :raises ReleaseExistsError: when another release has the name.
         """
         name = event.payload.name
         subject = self.ns.release(name)
-        headers = headers_for(event)
+        headers = headers_for(event) if stored is None else stored_headers(stored)
         headers["Nats-Msg-Id"] = event.event_id
         headers["Nats-Expected-Last-Subject-Sequence"] = "0"
         try:
-            ack = await self.js.publish(subject, encode(event), headers=headers)
+            ack = await self.js.publish(
+                subject, encode(event) if stored is None else stored, headers=headers
+            )
         except nats.js.errors.APIError as exc:
             if exc.err_code != _WRONG_LAST_SEQUENCE:
                 raise LedgerError(f"the stream refused release {name}: {exc.description}") from None
-            stored = await self.release(name)
-            if stored is not None and (stored.headers or {}).get("Nats-Msg-Id") == event.event_id:
-                return AppendResult(sequence=stored.sequence, duplicate=True)
+            found = await self.release(name)
+            if found is not None and (found.headers or {}).get("Nats-Msg-Id") == event.event_id:
+                return AppendResult(sequence=found.sequence, duplicate=True)
             raise ReleaseExistsError(name) from None
         except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
             raise LedgerError(f"release {name}: {_NO_ACK_ADVICE}") from None
@@ -404,14 +440,19 @@ class EventStore(DecodingReads):
         until_seq: int | None = None,
         until_time: dt.datetime | None = None,
         batch_size: int = 1000,
+        *,
+        subjects: str | None = None,
     ) -> AsyncIterator[list[RawMessage]]:
-        """The stream's messages in batches, undecoded: the fast path for replay.
+        """The stream's activity events in batches, undecoded: the fast path for replay.
 
         An ordered consumer pushes messages into a bounded queue of batches; when the reader
         falls behind, the queue fills, the consumer stops answering flow control, and the
         server waits, so memory stays bounded whatever the stream's size.
+
+        :param subjects: the messages of these subjects instead (a wildcard); ``ns.everything``
+            reads all of them, what the stream's Merkle tree covers.
         """
-        last = await self.last_sequence()
+        last = await self.last_sequence(subjects)
         if until_seq is not None:
             last = min(last, until_seq)
         if last < from_seq:
@@ -448,7 +489,7 @@ class EventStore(DecodingReads):
         for attempt in range(_CREATE_ATTEMPTS):
             try:
                 sub = await self.js.subscribe(
-                    self.ns.activities,
+                    subjects or self.ns.activities,
                     stream=self.ns.stream,
                     cb=on_message,
                     ordered_consumer=True,

@@ -1,7 +1,8 @@
 """Subject and stream names: one subject per activity, so the activity is the aggregate.
 
-``ledger.activity.<office>.<activity_id>`` holds an activity's events, ``ledger.intake.<office>``
-takes an office's commands, ``ledger.query.<name>`` answers readers. A namespace other than
+``ledger.activity.<office>.<activity_id>`` holds an activity's events, ``ledger.release.<name>``
+a release, ``ledger.checkpoint`` the notary's checkpoints; ``ledger.intake.<office>`` takes an
+office's commands, ``ledger.query.<name>`` answers readers. A namespace other than
 ``ledger`` lets tests and benchmarks run side by side on one server.
 """
 
@@ -40,6 +41,18 @@ class Namespace:
     def releases(self) -> str:
         """Wildcard of every release subject, the stream's other subject."""
         return f"{self.prefix}.release.>"
+
+    @property
+    def checkpoints(self) -> str:
+        """The subject of the notary's signed checkpoints of the stream's Merkle tree
+        (events/checkpoint.py): on the stream itself, so that they are leaves of the log
+        they certify and travel with it."""
+        return f"{self.prefix}.checkpoint"
+
+    @property
+    def everything(self) -> str:
+        """Wildcard of every subject the stream holds: what the Merkle tree covers."""
+        return f"{self.prefix}.>"
 
     def release(self, name: str) -> str:
         """The subject that holds one release (events/release.py)."""

@@ -26,6 +26,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,8 +34,11 @@ from typing import IO, Any
 
 import msgspec
 
+from events.checkpoint import KEY_NAME, Checkpoint, CheckpointError, open_note
+from events.release import decode_release
 from events.signing import public_key_of
 from events.store import EventStore
+from events.stored import RawMessage
 from replay.archive_check import (
     ArchiveChecker,
     ArchivedMessage,
@@ -53,6 +57,7 @@ from replay.manifest import (
     verify_manifest,
     write_manifest,
 )
+from replay.tree import TreeStore
 
 __all__ = ["ImportReport", "export_log", "import_log"]
 
@@ -70,6 +75,8 @@ class ImportReport(msgspec.Struct, kw_only=True):
     unsigned: int
     non_events: int = 0
     """Lines carried over that are not events (only with ``allow_non_events``)."""
+    checkpoints: int = 0
+    """Signed checkpoints of the exporting ledger's Merkle tree, checked and carried over."""
     public_key: str = ""
     """The key that signed the manifest; empty when the import went without one."""
 
@@ -101,7 +108,7 @@ async def export_log(
     encoder = msgspec.json.Encoder()
     count = first = last = 0
     with _open_for_writing(partial, compressed=out.suffix == ".gz") as sink:
-        async for batch in store.read_raw():
+        async for batch in store.read_raw(subjects=store.ns.everything):
             lines = []
             for message in batch:
                 line = ArchivedMessage(
@@ -307,8 +314,7 @@ async def import_log(
     # One open file for both passes: a file put in its place meanwhile is never read.
     with open(path, "rb", buffering=0) as raw:
         first = _ArchiveReader(raw, where, compressed, ArchiveChecker(rules, where, prefix))
-        for _ in first.lines():
-            pass
+        checkpoints = _check_checkpoints(first.lines(), where, manifest)
         checked = first.checker
         if manifest:
             compare_with_manifest(manifest, where, checked, first.digest)
@@ -343,8 +349,82 @@ async def import_log(
         signed=checked.chain.signed,
         unsigned=checked.chain.unsigned,
         non_events=checked.non_events,
+        checkpoints=checkpoints,
         public_key=manifest.public_key if manifest else "",
     )
+
+
+def _check_checkpoints(lines: Iterator[CheckedLine], where: str, manifest: Manifest | None) -> int:
+    """Read every line, and check each checkpoint among them against the archive's own Merkle
+    tree: signed by the exporting ledger's key (the manifest's), of a tree the archive held
+    before it, with that tree's root. The tree is built in a scratch file, so memory stays
+    flat however far back a checkpoint reaches.
+
+    :returns: how many checkpoints the archive holds.
+    :raises ArchiveRejectedError: naming the first checkpoint that fails.
+    """
+    with tempfile.TemporaryDirectory(prefix="ledger-import-") as scratch:
+        tree = TreeStore(Path(scratch) / "tree.db", "archive", writer=True)
+        try:
+            notes: list[CheckedLine] = []
+            batch: list[RawMessage] = []
+            for line in lines:
+                if line.kind == "checkpoint":
+                    notes.append(line)
+                batch.append(RawMessage(line.sequence, line.subject, 0, None, line.body))
+                if len(batch) >= 5000:
+                    _grow(tree, batch, notes, where)
+                    batch = []
+            _grow(tree, batch, notes, where)
+            for line in notes:
+                checkpoint = _opened(line, where, manifest)
+                if checkpoint.size >= line.sequence:
+                    raise ArchiveRejectedError(
+                        where,
+                        line.number,
+                        "checkpoint",
+                        f"it signs a tree of {checkpoint.size} messages, but only "
+                        f"{line.sequence - 1} come before it: do not import the archive",
+                    )
+                if tree.root(checkpoint.size) != checkpoint.root:
+                    raise ArchiveRejectedError(
+                        where,
+                        line.number,
+                        "checkpoint",
+                        f"the archive's first {checkpoint.size} messages are not those it "
+                        "signed: the archive was changed; import the original",
+                    )
+            return len(notes)
+        finally:
+            tree.close()
+
+
+def _grow(tree: TreeStore, batch: list[RawMessage], notes: list[CheckedLine], where: str) -> None:
+    if batch and notes and batch[0].sequence != tree.size() + 1:
+        raise ArchiveRejectedError(
+            where,
+            notes[0].number,
+            "checkpoint",
+            "the archive does not begin at sequence 1, so its checkpoints cannot be checked: "
+            "import a complete export",
+        )
+    if batch and batch[0].sequence == tree.size() + 1:
+        tree.append(batch)
+
+
+def _opened(line: CheckedLine, where: str, manifest: Manifest | None) -> Checkpoint:
+    if manifest is None:
+        raise ArchiveRejectedError(
+            where,
+            line.number,
+            "checkpoint",
+            "without a manifest there is no key to check the archive's checkpoints against: "
+            "put the manifest the export wrote beside the archive",
+        )
+    try:
+        return open_note(line.body, KEY_NAME, manifest.public_key)
+    except CheckpointError as why:
+        raise ArchiveRejectedError(where, line.number, "checkpoint", str(why)) from None
 
 
 def _changed_meanwhile(where: str, written: int, detail: str) -> ArchiveError:
@@ -388,7 +468,7 @@ async def _write(
 ) -> None:
     """Append checked lines in order, counting them in ``counter``."""
     last_of: dict[str, int] = {}
-    pending: list[tuple[Any, int]] = []
+    pending: list[tuple[Any, int, bytes]] = []
 
     async def flush() -> None:
         outcomes = await store.append_many(pending)
@@ -404,13 +484,19 @@ async def _write(
 
     for line in lines:
         if line.envelope is None:
-            # Keep a message that never was an event at its place, so sequences still match.
+            # Releases, checkpoints and messages that never were events, each at its place,
+            # so that sequences still match.
             await flush()
-            await store.js.publish(store.ns.activity(line.office, line.activity_id), line.body)
+            if line.kind == "checkpoint":
+                await store.append_checkpoint(line.body)
+            elif line.kind == "release":
+                await store.append_release(decode_release(line.body), line.body)
+            else:
+                await store.js.publish(store.ns.activity(line.office, line.activity_id), line.body)
             counter.written += 1
             continue
         previous = last_of.get(line.activity_id)
-        pending.append((line.envelope, previous + offset if previous else 0))
+        pending.append((line.envelope, previous + offset if previous else 0, line.body))
         last_of[line.activity_id] = line.sequence
         if len(pending) >= chunk:
             await flush()

@@ -21,6 +21,7 @@ from events.envelope import Envelope
 from events.errors import EventDecodeError, LedgerError
 from events.keys import KeyRegistry
 from events.reference import load_reference
+from events.release import decode_release
 from events.subjects import Namespace, is_token
 from replay.chain import ChainChecker, Failure
 
@@ -108,9 +109,15 @@ class CheckedLine(msgspec.Struct, frozen=True):
     office: str
     activity_id: str
     envelope: Envelope[Any] | None
-    """The event; ``None`` for a message carried over that is not one."""
+    """The activity event; ``None`` for a release, a checkpoint, or a message carried over
+    that is not an event."""
     body: bytes = b""
-    """The stored bytes of a message that is not an event."""
+    """The stored bytes, written back as they are: an event of an older schema version stays
+    that version, and its hash and the log's Merkle tree stay true."""
+    subject: str = ""
+    """Where it was stored."""
+    kind: str = "activity"
+    """``activity``, ``release``, ``checkpoint``, or ``other`` (carried over)."""
 
 
 _CHAIN_ADVICE = {
@@ -171,18 +178,35 @@ class ArchiveChecker:
         :raises ArchiveRejectedError: at the first rule the line breaks.
         """
         self._check_sequence(number, message.sequence)
+        body = self._body_of(number, message)
         namespace = self._namespace(number, message.subject)
-        envelope = self._event_of(number, message)
-        if envelope is None:
+        if message.subject == namespace.checkpoints:
+            # Its signature and root are checked against the archive's own tree once it is
+            # read in full (replay/archive.py): a checkpoint may sign a tree far behind it.
+            checked = CheckedLine(
+                number, message.sequence, "", "", None, body, message.subject, "checkpoint"
+            )
+        elif message.subject.startswith(namespace.release("")):
+            self._check_release(number, namespace, message.subject, body)
+            checked = CheckedLine(
+                number, message.sequence, "", "", None, body, message.subject, "release"
+            )
+        elif (envelope := self._event_of(number, message)) is None:
             office, activity_id = self._check_carried_subject(number, namespace, message.subject)
             self.non_events += 1
             checked = CheckedLine(
-                number, message.sequence, office, activity_id, None, self._body_of(number, message)
+                number, message.sequence, office, activity_id, None, body, message.subject, "other"
             )
         else:
             self._check_event(number, namespace, message, envelope)
             checked = CheckedLine(
-                number, message.sequence, envelope.office, envelope.activity_id, envelope
+                number,
+                message.sequence,
+                envelope.office,
+                envelope.activity_id,
+                envelope,
+                body,
+                message.subject,
             )
         self.count += 1
         self.first = self.first or message.sequence
@@ -203,10 +227,21 @@ class ArchiveChecker:
             )
 
     def _namespace(self, number: int, subject: str) -> Namespace:
-        prefix, separator, _ = subject.partition(".activity.")
-        if not separator or not prefix:
+        prefix = ""
+        for marker in (".activity.", ".release."):
+            head, separator, _ = subject.partition(marker)
+            if separator:
+                prefix = head
+                break
+        else:
+            if subject.endswith(".checkpoint"):
+                prefix = subject.removesuffix(".checkpoint")
+        if not prefix:
             raise self.refuse(
-                number, "subject", f"{subject!r} is not an activity subject <prefix>.activity...."
+                number,
+                "subject",
+                f"{subject!r} is not a subject of a ledger's stream: <prefix>.activity...., "
+                "<prefix>.release.<name> or <prefix>.checkpoint",
             )
         if self.prefix is None:
             self.prefix = prefix
@@ -238,6 +273,19 @@ class ArchiveChecker:
                 "--allow-non-events to carry them over unchanged",
             )
         return None
+
+    def _check_release(self, number: int, namespace: Namespace, subject: str, body: bytes) -> None:
+        try:
+            release = decode_release(body)
+        except msgspec.DecodeError as exc:
+            raise self.refuse(number, "event", f"not a release: {exc}") from None
+        if subject != namespace.release(release.payload.name):
+            raise self.refuse(
+                number,
+                "subject",
+                f"{subject!r}, but the release is named {release.payload.name!r}: do not "
+                "import the archive",
+            )
 
     def _body_of(self, number: int, message: ArchivedMessage) -> bytes:
         if message.event:

@@ -64,9 +64,11 @@ class StreamSource:
         *,
         until_seq: int | None = None,
         batch_size: int = DEFAULT_BATCH,
+        subjects: str | None = None,
     ) -> AsyncIterator[list[RawMessage]]:
-        """Batches of the stream's messages from ``from_seq`` to ``until_seq`` (or to its
-        last sequence at the start of the read), in order, undecoded."""
+        """Batches of the stream's activity events (or of the messages of ``subjects``, a
+        wildcard: ``ns.everything`` for all) from ``from_seq`` to ``until_seq`` (or to the last
+        at the start of the read), in order, undecoded."""
         if self.url is not None and not self.fallen_back:
             ns = self.store.ns
             try:
@@ -75,7 +77,7 @@ class StreamSource:
                 async for batch in read_stream(
                     self.url,
                     ns.stream,
-                    ns.activities,
+                    subjects or ns.activities,
                     from_seq=from_seq,
                     until_seq=until_seq,
                     batch_size=batch_size,
@@ -89,7 +91,7 @@ class StreamSource:
                 _log.warning("reading the stream through nats-py: %s", why)
                 self.fallen_back = True
         async for batch in self.store.read_raw(
-            from_seq, until_seq=until_seq, batch_size=batch_size
+            from_seq, until_seq=until_seq, batch_size=batch_size, subjects=subjects
         ):
             yield batch
 

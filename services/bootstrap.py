@@ -1,10 +1,10 @@
 """The composition root: what ``ledger up`` runs, wired in one place.
 
 :func:`stack_components` names the long-running parts (intake, the projector, the NATS
-queries); :func:`run_stack` holds the data directory, starts the embedded NATS server unless
-given a URL, makes sure the stream exists, writes ``runtime.json`` for the other commands, and
-runs each component as a task until it is told to stop. The CLI, the demo and the tests start
-the stack through these two functions and nothing else.
+queries, the notary); :func:`run_stack` holds the data directory, starts the embedded NATS
+server unless given a URL, makes sure the stream exists, writes ``runtime.json`` for the other
+commands, and runs each component as a task until it is told to stop. The CLI, the demo and the
+tests start the stack through these two functions and nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from services.infra.config import Settings
 from services.infra.runtime import Runtime
 from services.infra.stack import Ledger, open_ledger
 from services.intake.service import intake_component
+from services.notary.service import notary_component
 from services.projector.service import projector_component
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ Component = Callable[[Ledger, asyncio.Event], Coroutine[Any, Any, None]]
 
 def stack_components(settings: Settings) -> list[Component]:
     """The components ``ledger up`` starts, in order, for these settings."""
-    return [intake_component, projector_component, query_component]
+    return [intake_component, projector_component, query_component, notary_component]
 
 
 async def run_stack(

@@ -54,6 +54,7 @@ from replay.archive_check import ArchiveError, ArchiveRejectedError
 from replay.asof import ReplayError
 from replay.partition import PartError
 from replay.reader import ReaderError
+from replay.tree import TreeGapError
 from services.infra.credentials import CredentialsError
 from services.infra.embedded import EmbeddedNatsError
 from services.infra.runtime import AlreadyRunningError
@@ -184,6 +185,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     ArchiveError: ErrorKind.FAILED,
     ArchiveRejectedError: ErrorKind.INVALID,
     ReaderError: ErrorKind.UNREACHABLE,
+    TreeGapError: ErrorKind.FAILED,
     # services/infra
     AlreadyRunningError: ErrorKind.UNAVAILABLE,
     CredentialsError: ErrorKind.INVALID,

@@ -32,7 +32,6 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Operation
 from litestar.params import (
@@ -66,10 +65,13 @@ from projections.answers import (
 from projections.errors import BadParameterError, NotYetError
 from projections.temporal import Scope, scope_of
 from replay.history import HistoryEntry, activity_history
+from replay.tree import TreeLocation
 from services.api.asyncapi_page import asyncapi_router
 from services.api.auth import SecureHeaders
 from services.api.dashboard import dashboard_router
 from services.api.dashboard.downloads import csv_response
+from services.api.error_body import ERRORS, ErrorBody
+from services.api.log_routes import LOG_ROUTES
 from services.api.read_model import DEFAULT_KEPT, DEFAULT_WAIT, ReadModel
 from services.api.tables import to_csv
 from services.errors import answer_for, field_of
@@ -79,14 +81,6 @@ __all__ = ["EXCEPTION_HANDLERS", "ErrorBody", "History", "create_app"]
 _log = logging.getLogger("ledger.api")
 
 _NATS_TIMEOUT = 5.0
-
-
-class ErrorBody(msgspec.Struct, frozen=True):
-    """What every refusal carries: a code, a message that says what to fix, and the field."""
-
-    code: str
-    message: str
-    field: str = ""
 
 
 class History(msgspec.Struct, frozen=True, kw_only=True):
@@ -176,12 +170,6 @@ class _AlsoCsv(Operation):
         return schema
 
 
-_ERRORS = {
-    400: ResponseSpec(ErrorBody, description="A parameter is malformed, out of range or unknown"),
-    404: ResponseSpec(ErrorBody, description="No such country, programme, metric or activity"),
-    503: ResponseSpec(ErrorBody, description="Not yet at min_sequence, or no projection yet"),
-}
-
 _COMMON = frozenset({"min_sequence"})
 _SCOPE = frozenset({"as_of", "as_of_sequence", "document", "release"})
 """The parameters of a scope (projections/temporal.py), which every /v1 route takes."""
@@ -201,7 +189,7 @@ def _route(path: str, *params: str, csv: bool = False, scoped: bool = True, **kw
     return get(
         path,
         opt={"query": frozenset(allowed)},
-        responses=_ERRORS,
+        responses=ERRORS,
         operation_class=_AlsoCsv if csv else Operation,
         **kwargs,
     )
@@ -569,6 +557,7 @@ def create_app(
     wait: float = DEFAULT_WAIT,
     kept: int = DEFAULT_KEPT,
     debug: bool = False,
+    tree: TreeLocation | None = None,
 ) -> Any:
     """The API over the projection at ``db_path``, as an ASGI app.
 
@@ -577,6 +566,8 @@ def create_app(
         server of a file alone: history then answers 503.
     :param wait: the longest ``min_sequence`` waits, in seconds.
     :param kept: how many answers to keep until the projection changes; 0 keeps none.
+    :param tree: the notary's Merkle tree (services/notary), for ``/v1/proofs``; ``None``
+        answers those 503.
     """
     app = Litestar(
         route_handlers=[
@@ -596,6 +587,7 @@ def create_app(
             provenance,
             status,
             healthz,
+            *LOG_ROUTES,
             # The dashboard's pages share this app, its read model and its query functions.
             dashboard_router(),
             # The NATS interface's AsyncAPI document, JSON and HTML; not in the OpenAPI schema.
@@ -616,4 +608,5 @@ def create_app(
     )
     app.state.read_model = ReadModel(db_path, wait=wait, kept=kept)
     app.state.store = store
+    app.state.tree = tree
     return SecureHeaders(_HeadAsGet(app))

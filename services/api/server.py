@@ -31,6 +31,7 @@ import uvicorn
 from events.errors import LedgerError
 from events.store import EventStore
 from projections.db import ensure_live, live_path
+from replay.tree import TreeLocation, tree_path
 from services.api.app import create_app
 from services.api.auth import SECURITY_HEADERS, check_bind_host, require_token
 from services.infra.credentials import Credentials
@@ -217,7 +218,10 @@ class ApiServer:
             ensure_live(live)
             # History reads the stream as the query role, which may read and nothing more.
             async with ledger.connect_as("query") as store:
-                await self.serve(create_app(live, store), stop)
+                tree = TreeLocation(
+                    tree_path(ledger.settings.data_dir, store.ns.stream), store.ns.stream
+                )
+                await self.serve(create_app(live, store, tree=tree), stop)
 
         return run
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -12,7 +13,9 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
+from events.checkpoint import origin_of
 from events.keys import load_registry
+from events.signing import public_key_of
 from events.store import EventStore
 from projections.db import live_path
 from projections.errors import BadParameterError
@@ -23,13 +26,23 @@ from replay.archive_check import ImportRules
 from replay.asof import replay_as_of
 from replay.diff import diff as diff_figures
 from replay.history import activity_history
+from replay.logcheck import LogReport, check_log, open_trusted
 from replay.manifest import manifest_path
 from replay.progress import ProgressReporter
 from replay.release import release_instant
+from replay.tree import TreeStore, tree_path
 from replay.verify import verify as verify_ledger
 from services.cli.context import run_async, settings_of
 from services.cli.exit_codes import ExitCode
-from services.infra.office_keys import create_office_key, ledger_seed, registry_path, seed_path
+from services.infra.office_keys import (
+    create_office_key,
+    ledger_seed,
+    ledger_seed_path,
+    registry_path,
+    seed_path,
+    trust_notary,
+    trusted_notaries,
+)
 from services.infra.stack import open_ledger
 
 __all__ = ["diff", "export", "history", "import_log", "keys", "replay", "verify"]
@@ -249,6 +262,19 @@ def diff(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Key registry to check signatures against [default: <data dir>/keys/registry.json].",
 )
+@click.option(
+    "--checkpoint",
+    "kept",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A signed checkpoint saved earlier: prove that today's log extends it.",
+)
+@click.option(
+    "--key",
+    multiple=True,
+    metavar="PUBLIC",
+    help="A ledger key trusted to sign checkpoints, besides this data directory's own and "
+    "those of imported exports (repeatable).",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -256,21 +282,26 @@ def verify(
     require_signatures: bool,
     no_projection: bool,
     registry: Path | None,
+    kept: Path | None,
+    key: tuple[str, ...],
 ) -> None:
-    """Check every hash, prev link and signature, and compare a fresh rebuild with the live
-    projection table by table. Exits 1 on any failure.
+    """Check every hash, prev link and signature, the stream's Merkle tree against every
+    signed checkpoint (and --checkpoint), and compare a fresh rebuild with the live projection
+    table by table. Exits 1 on any failure.
 
-    Example: ledger verify
+    Example: ledger verify --checkpoint published-checkpoint.txt
     """
 
     settings = settings_of(ctx)
     keys = load_registry(registry or registry_path(settings.data_dir))
+    trusted = [*key, *trusted_notaries(settings.data_dir)]
+    given = open_trusted(_small_file(kept), trusted) if kept is not None else None
 
-    async def _verify() -> Any:
+    async def _verify() -> tuple[Any, LogReport]:
         async with open_ledger(settings) as ledger:
             total = await ledger.store.last_sequence()
             with ProgressReporter(total, label="verify log") as reporter:
-                return await verify_ledger(
+                report = await verify_ledger(
                     ledger.source,
                     keys,
                     None if no_projection else live_path(settings.data_dir),
@@ -278,10 +309,27 @@ def verify(
                     progress=lambda done: reporter.advance(done - reporter.done),
                     rebuild_progress=None,
                 )
+            path = tree_path(settings.data_dir, settings.namespace.stream)
+            tree = TreeStore(path, settings.namespace.stream) if path.exists() else None
+            try:
+                stored = await ledger.store.stored_sequence()
+                with ProgressReporter(stored, label="verify tree") as reporter:
+                    log = await check_log(
+                        ledger.source,
+                        trusted,
+                        given=given,
+                        tree=tree,
+                        progress=lambda done: reporter.advance(done - reporter.done),
+                    )
+            finally:
+                if tree is not None:
+                    tree.close()
+            return report, log
 
-    report = run_async(_verify())
+    report, log = run_async(_verify())
+    ok = report.ok and log.ok
     if as_json:
-        _json(msgspec.structs.asdict(report) | {"ok": report.ok})
+        _json(msgspec.structs.asdict(report) | {"log": dataclasses.asdict(log), "ok": ok})
     else:
         click.echo(
             f"{report.events:,} events of {report.activities:,} activities checked: hashes, "
@@ -305,8 +353,23 @@ def verify(
                 f"{difference.example}",
                 fg="red",
             )
-        click.echo("verify: OK" if report.ok else "verify: FAILED")
-    ctx.exit(ExitCode.OK if report.ok else ExitCode.FAILED)
+        click.echo(
+            f"Merkle tree of {log.leaves:,} messages, root {log.root}: {log.checkpoints} signed "
+            "checkpoints match it"
+            + (", and so does every leaf the notary stored" if log.tree_compared else "")
+        )
+        if log.extends is not None:
+            click.echo(f"today's log extends the checkpoint of {log.extends:,} messages ({kept})")
+        for failure in log.failures:
+            click.secho(f"  FAIL log: {failure}", fg="red")
+        click.echo("verify: OK" if ok else "verify: FAILED")
+    ctx.exit(ExitCode.OK if ok else ExitCode.FAILED)
+
+
+def _small_file(path: Path) -> bytes:
+    if path.stat().st_size > 64 * 1024:
+        raise click.UsageError(f"--checkpoint: {path} is larger than a checkpoint can be")
+    return path.read_bytes()
 
 
 @click.command()
@@ -464,6 +527,13 @@ def import_log(
         click.echo(f"  {report.non_events:,} messages that are not events carried over")
     if report.public_key:
         click.echo(f"  exported and signed by ledger key {report.public_key}")
+        if report.checkpoints:
+            # Its checkpoints came along: verify checks them against the exporter's key.
+            trust_notary(settings.data_dir, report.public_key)
+            click.echo(
+                f"  {report.checkpoints:,} checkpoints of its Merkle tree checked and carried "
+                "over; `ledger verify` trusts that key for them"
+            )
     else:
         click.echo("  no manifest checked (--no-manifest): nothing shows the archive is complete")
 
@@ -474,16 +544,34 @@ def keys() -> None:
 
 
 @keys.command("new")
-@click.argument("office")
+@click.argument("office", required=False)
 @click.option("--replace", is_flag=True, help="Make a new key even if the office has one.")
+@click.option(
+    "--notary",
+    is_flag=True,
+    help="The ledger's own key instead, which signs checkpoints and export manifests.",
+)
 @click.pass_context
-def keys_new(ctx: click.Context, office: str, replace: bool) -> None:
+def keys_new(ctx: click.Context, office: str | None, replace: bool, notary: bool) -> None:
     """Make a key pair for OFFICE, keep its seed (mode 0600) and register its public key.
 
-    Example: ledger keys new KAZ
+    With --notary, the ledger's own key: made once (later calls show it), never in the
+    registry. Auditors check checkpoints against its public key.
+
+    Example: ledger keys new KAZ; ledger keys new --notary
     """
 
     settings = settings_of(ctx)
+    if notary:
+        if office or replace:
+            raise click.UsageError("--notary takes no OFFICE and no --replace")
+        public = public_key_of(ledger_seed(settings.data_dir))
+        click.echo(f"ledger key (notary): public key {public}")
+        click.echo(f"  seed:   {ledger_seed_path(settings.data_dir)} (keep it secret)")
+        click.echo(f"  origin: {origin_of(settings.namespace, public)}")
+        return
+    if office is None:
+        raise click.UsageError("OFFICE: name the office (or give --notary)")
     public = create_office_key(settings.data_dir, office, replace=replace)
     click.echo(f"office {office}: public key {public}")
     click.echo(f"  seed:     {seed_path(settings.data_dir, office)} (keep it secret)")

@@ -11,6 +11,7 @@ from services.cli import (
     office,
     offices,
     projections,
+    proof,
     query,
     release,
     stack,
@@ -45,4 +46,5 @@ COMMANDS: tuple[click.Command, ...] = (
     audit.import_log,
     audit.keys,
     release.release,
+    proof.proof,
 )

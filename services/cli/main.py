@@ -16,6 +16,7 @@ from events.errors import LedgerError
 from services import errors
 from services.api.app import HistoryUnavailableError
 from services.api.auth import PublicBindError, TokenRequiredError
+from services.api.log_routes import LogUnavailableError
 from services.api.server import PortInUseError
 from services.cli.commands import COMMANDS
 from services.cli.exit_codes import ExitCode
@@ -32,6 +33,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     # both, and the only edge that meets them (the API answers HistoryUnavailableError by its
     # parent's row, the same).
     HistoryUnavailableError: ErrorKind.NOT_READY,
+    LogUnavailableError: ErrorKind.NOT_READY,
     PublicBindError: ErrorKind.USAGE,
     TokenRequiredError: ErrorKind.INSECURE,
     PortInUseError: ErrorKind.FAILED,

@@ -5,13 +5,16 @@ read it), and ``<data dir>/keys/registry.json`` the public keys intake and audit
 signatures against. ``LEDGER_KEY_REGISTRY`` can point elsewhere, e.g. at an auditor's copy.
 
 ``<data dir>/keys/ledger.nk`` holds the ledger's own seed, made on first need: the ledger signs
-the manifests of its exports with it, so that an importer can tell who exported an archive.
+the manifests of its exports and the checkpoints of its Merkle tree with it. ``notaries.json``
+lists the keys of the ledgers whose exports it imported, whose checkpoints came along.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import msgspec
 
 from events.errors import FieldIssue, InvalidEventError
 from events.keys import KeyRegistry, load_registry, save_registry
@@ -28,6 +31,8 @@ __all__ = [
     "read_office_seed",
     "registry_path",
     "seed_path",
+    "trust_notary",
+    "trusted_notaries",
 ]
 
 
@@ -100,6 +105,35 @@ def ledger_seed(data_dir: Path) -> str:
     seed, _ = new_key_pair()
     _write_seed(path, seed)
     return seed
+
+
+def _notaries_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "keys" / "notaries.json"
+
+
+def trusted_notaries(data_dir: Path) -> list[str]:
+    """The public keys whose checkpoints this ledger's log may hold: its own ledger key, and
+    the keys of the ledgers whose exports it imported (their checkpoints came along)."""
+    own = ledger_seed_path(data_dir)
+    keys = [public_key_of(own.read_text().strip())] if own.exists() else []
+    path = _notaries_path(data_dir)
+    if path.exists():
+        keys += [
+            key for key in msgspec.json.decode(path.read_bytes(), type=list[str]) if key not in keys
+        ]
+    return keys
+
+
+def trust_notary(data_dir: Path, public_key: str) -> None:
+    """Remember that the log holds checkpoints signed by ``public_key`` (an import's
+    exporter), so that ``ledger verify`` checks them against it."""
+    path = _notaries_path(data_dir)
+    kept = msgspec.json.decode(path.read_bytes(), type=list[str]) if path.exists() else []
+    if public_key not in kept:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.encode([*kept, public_key]))
+        os.replace(tmp, path)
 
 
 def read_office_seed(data_dir: Path, office: str) -> str | None:

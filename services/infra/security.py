@@ -45,11 +45,12 @@ __all__ = [
 ACCOUNT = "LEDGER"
 """The one account every ledger user belongs to."""
 
-SERVICE_ROLES = ("admin", "intake", "intake-reply", "projector", "query", "auditor")
+SERVICE_ROLES = ("admin", "intake", "intake-reply", "projector", "query", "auditor", "notary")
 """The roles with one user each; offices have one user per office.
 
 ``intake`` appends to the stream; ``intake-reply`` receives the offices' commands and answers
-them, and may publish nowhere but the offices' inboxes."""
+them, and may publish nowhere but the offices' inboxes; ``notary`` reads the whole stream and
+appends only its checkpoints."""
 
 ROLES = (*SERVICE_ROLES, "office")
 """Every role a user can have."""
@@ -169,6 +170,9 @@ def permissions_for(
             subscribe = [ns.query(">"), inbox]
         case "auditor":
             publish = _reader(ns)
+            subscribe = [inbox]
+        case "notary":
+            publish = [*_replayer(ns), ns.checkpoints, f"$JS.API.STREAM.MSG.GET.{stream}"]
             subscribe = [inbox]
         case _:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")

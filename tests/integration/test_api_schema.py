@@ -36,6 +36,9 @@ OPERATIONS = [
     "/v1/activities/{activity_id}/history",
     "/v1/provenance",
     "/v1/status",
+    "/v1/checkpoint",
+    "/v1/proofs/inclusion",
+    "/v1/proofs/consistency",
     "/healthz",
 ]
 

@@ -116,7 +116,13 @@ async def test_only_the_admin_administers_streams_and_consumers(
 
 
 @pytest.mark.parametrize(
-    "subject", ["ledger.activity.KAZ.KAZ-1", "ledger.release.FORGED", "ledger.intake.KAZ"]
+    "subject",
+    [
+        "ledger.activity.KAZ.KAZ-1",
+        "ledger.release.FORGED",
+        "ledger.intake.KAZ",
+        "ledger.checkpoint",
+    ],
 )
 @pytest.mark.parametrize("user", ["query", "auditor", "projector"])
 async def test_readers_cannot_publish_events_or_commands(as_user, user: str, subject: str) -> None:
@@ -298,3 +304,18 @@ async def _report_once_intake_listens(client: OfficeClient, activity: Any) -> Ac
         except IntakeUnavailableError:
             await asyncio.sleep(0.1)
     return await client.report(activity)
+
+
+@pytest.mark.parametrize("user", ["office-KAZ", "intake"])
+async def test_only_the_notary_signs_checkpoints(as_user, user: str) -> None:
+    nc = await as_user(user)
+    subject = "ledger.checkpoint"
+    with pytest.raises(PermissionDeniedError, match=f"refused publish to {subject} "):
+        await refused_or(nc, nc.request(subject, b"forged", timeout=_JS_TIMEOUT), [subject])
+
+
+@pytest.mark.parametrize("subject", ["ledger.activity.KAZ.KAZ-1", "ledger.release.FORGED"])
+async def test_the_notary_appends_nothing_but_checkpoints(as_user, subject: str) -> None:
+    nc = await as_user("notary")
+    with pytest.raises(PermissionDeniedError, match=f"refused publish to {subject} "):
+        await refused_or(nc, nc.request(subject, b"{}", timeout=_JS_TIMEOUT), [subject])

@@ -89,20 +89,23 @@ async def test_the_stream_is_created_as_the_design_requires(store: EventStore) -
     assert not config.allow_rollup_hdrs
     assert config.duplicate_window >= 24 * 3600
     assert config.storage == api.StorageType.FILE
-    assert config.subjects == [store.ns.activities, store.ns.releases]
+    assert config.subjects == [store.ns.activities, store.ns.releases, store.ns.checkpoints]
 
 
-async def test_a_stream_made_before_releases_gets_their_subject(store: EventStore) -> None:
+@pytest.mark.parametrize("known", [1, 2])
+async def test_a_stream_made_before_releases_or_checkpoints_gets_their_subjects(
+    store: EventStore, known: int
+) -> None:
     ns = type(store.ns)(prefix=store.ns.prefix + "_old", stream=store.ns.stream + "_OLD")
     older = EventStore(store.nc, ns)
     config = older.stream_config()
-    config.subjects = [ns.activities]
+    config.subjects = [ns.activities, ns.releases][:known]
     await store.js.add_stream(config)
 
     await older.ensure_stream()
 
     subjects = (await store.js.stream_info(ns.stream)).config.subjects
-    assert subjects == [ns.activities, ns.releases]
+    assert subjects == [ns.activities, ns.releases, ns.checkpoints]
 
 
 async def test_a_weaker_existing_stream_is_refused_loudly(store: EventStore) -> None:
