@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
@@ -165,6 +165,45 @@ class EventStore(DecodingReads):
             headers={"Nats-Msg-Id": f"checkpoint-{hashlib.sha256(note).hexdigest()}"},
         )
         return ack.seq
+
+    async def follow(
+        self, from_seq: int, subjects: str, *, batch_size: int = 5000
+    ) -> AsyncGenerator[list[RawMessage], None]:
+        """Every message of ``subjects`` from ``from_seq`` on, in stream order, in batches as
+        they are stored, without end: one ordered consumer for as long as the caller reads
+        (close the iterator to stop). A batch is what has arrived by the time the caller
+        asks, at most ``batch_size``: under load they grow, idle they are single messages.
+
+        The ordered consumer recreates itself after a gap in its deliveries, from the last
+        sequence it delivered, so nothing is skipped or repeated.
+        """
+        queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=batch_size * 4)
+
+        async def on_message(msg: Msg) -> None:
+            sequence, time_ns = _sequence_and_time(msg.reply)
+            await queue.put(RawMessage(sequence, msg.subject, time_ns, msg.headers, msg.data))
+
+        sub = await self.js.subscribe(
+            subjects,
+            stream=self.ns.stream,
+            cb=on_message,
+            ordered_consumer=True,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=from_seq,
+                inactive_threshold=60.0,
+            ),
+            pending_msgs_limit=batch_size * 4,
+            pending_bytes_limit=-1,
+        )
+        try:
+            while True:
+                batch = [await queue.get()]
+                while len(batch) < batch_size and not queue.empty():
+                    batch.append(queue.get_nowait())
+                yield batch
+        finally:
+            await _quietly_unsubscribe(sub)
 
     async def stored_sequence(self) -> int:
         """The stream's own last sequence, whatever the subject: how many leaves its Merkle

@@ -189,8 +189,14 @@ def open_trusted(note: bytes, keys: Sequence[str]) -> Checkpoint:
     for key in keys:
         try:
             opened = open_note(note, KEY_NAME, key)
-        except CheckpointError:
-            continue
+        except CheckpointError as why:
+            if "no signature by key" in str(why):
+                continue  # another key's note, perhaps
+            if "does not verify" in str(why):
+                raise CheckpointError(
+                    f"{why} (key {key}): the note was changed after it was signed"
+                ) from None
+            raise  # malformed: the same for every key
         if not opened.origin.endswith(f"/{key}"):
             raise CheckpointError(
                 f"origin {opened.origin!r} does not name the key that signed it ({key})"

@@ -51,7 +51,7 @@ def inclusion_of(tree: TreeStore, sequence: int, size: int | None = None) -> Inc
     """The proof that stream sequence ``sequence`` is in the tree of ``size`` leaves (all by
     default).
 
-    :raises ValueError: naming the argument out of range.
+    :raises BadParameterError: naming the argument out of range.
     """
     size = tree.size() if size is None else size
     path = tree.inclusion(sequence, size)
@@ -67,7 +67,7 @@ def inclusion_of(tree: TreeStore, sequence: int, size: int | None = None) -> Inc
 def consistency_of(tree: TreeStore, first: int, second: int | None = None) -> ConsistencyProof:
     """The proof that the tree of ``second`` leaves (all by default) extends that of ``first``.
 
-    :raises ValueError: naming the argument out of range.
+    :raises BadParameterError: naming the argument out of range.
     """
     second = tree.size() if second is None else second
     proof = tree.consistency(first, second)

@@ -27,6 +27,7 @@ from events.tlog import (
     stored_hashes_for_leaf_hash,
     tree_hash,
 )
+from projections.errors import BadParameterError
 
 __all__ = ["TreeGapError", "TreeLocation", "TreeStore", "tree_path"]
 
@@ -186,7 +187,9 @@ class TreeStore:
         size = self.size() if size is None else size
         self._check_size(size, "tree_size")
         if not 1 <= sequence <= size:
-            raise ValueError(f"sequence must be 1..{size} (the tree's size), not {sequence}")
+            raise BadParameterError(
+                "sequence", f"must be 1..{size} (the tree's size), not {sequence}"
+            )
         return inclusion_proof(sequence - 1, size, self.read)
 
     def consistency(self, first: int, second: int | None = None) -> list[bytes]:
@@ -194,10 +197,12 @@ class TreeStore:
         second = self.size() if second is None else second
         self._check_size(second, "second")
         if not 1 <= first <= second:
-            raise ValueError(f"first must be 1..{second} (second), not {first}")
+            raise BadParameterError("first", f"must be 1..{second} (second), not {first}")
         return consistency_proof(first, second, self.read)
 
     def _check_size(self, size: int, name: str, *, zero: bool = False) -> None:
         leaves = self.size()
         if not (0 if zero else 1) <= size <= leaves:
-            raise ValueError(f"{name} must be {0 if zero else 1}..{leaves}, not {size}")
+            raise BadParameterError(
+                name, f"must be {0 if zero else 1}..{leaves} (the tree's size), not {size}"
+            )

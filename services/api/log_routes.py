@@ -20,7 +20,7 @@ import nats.js.errors
 from litestar import Request, Response, get
 from litestar.params import Parameter
 
-from projections.errors import BadParameterError, NotYetError
+from projections.errors import NotYetError
 from replay.proofs import ConsistencyProof, InclusionProof, consistency_of, inclusion_of
 from replay.tree import TreeLocation, TreeStore
 from services.api.error_body import ERRORS
@@ -57,9 +57,7 @@ async def inclusion(
     request: Request, sequence: Positive, tree_size: OptionalPositive = None
 ) -> InclusionProof:
     """The RFC 6962 audit path of stream sequence ``sequence`` (leaf ``sequence - 1``)."""
-    return await _with_tree(
-        request, lambda tree: _named(inclusion_of, tree, sequence, tree_size, "sequence")
-    )
+    return await _with_tree(request, lambda tree: inclusion_of(tree, sequence, tree_size))
 
 
 @get("/v1/proofs/consistency", opt={"query": frozenset({"first", "second"})}, responses=ERRORS)
@@ -67,25 +65,10 @@ async def consistency(
     request: Request, first: Positive, second: OptionalPositive = None
 ) -> ConsistencyProof:
     """The RFC 6962 proof that the tree of ``second`` leaves extends that of ``first``."""
-    return await _with_tree(
-        request, lambda tree: _named(consistency_of, tree, first, second, "first")
-    )
+    return await _with_tree(request, lambda tree: consistency_of(tree, first, second))
 
 
 LOG_ROUTES = [checkpoint, inclusion, consistency]
-
-
-def _named(build: Callable[..., T], tree: TreeStore, one: int, two: int | None, name: str) -> T:
-    try:
-        return build(tree, one, two)
-    except ValueError as why:
-        # The tree names the argument first: "tree_size must be 1..9, not 12".
-        text = str(why)
-        field = text.split(" ", 1)[0] if text.split(" ", 1)[0] in _FIELDS else name
-        raise BadParameterError(field, text) from None
-
-
-_FIELDS = {"sequence", "tree_size", "first", "second"}
 
 
 async def _with_tree(request: Request, call: Callable[[TreeStore], T]) -> T:

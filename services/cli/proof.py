@@ -10,10 +10,10 @@ checks a proof against signed checkpoints with the project's small verifier
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import click
 import msgspec
@@ -38,8 +38,6 @@ from services.infra.office_keys import ledger_seed_path
 from services.infra.stack import open_ledger
 
 __all__ = ["proof"]
-
-T = TypeVar("T")
 
 _MAX_FILE = 1 << 20
 """Bytes a proof or checkpoint file may have: a proof of a tree of 2^64 leaves is ~6 KB."""
@@ -84,7 +82,7 @@ def checkpoint(ctx: click.Context) -> None:
 def inclusion(ctx: click.Context, sequence: int, tree_size: int | None, as_json: bool) -> None:
     """Prove that the message at SEQUENCE is in the tree of TREE_SIZE leaves."""
     with _tree(settings_of(ctx)) as tree:
-        found = _or_usage(lambda: inclusion_of(tree, sequence, tree_size))
+        found = inclusion_of(tree, sequence, tree_size)
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(found)).decode())
         return
@@ -103,7 +101,7 @@ def inclusion(ctx: click.Context, sequence: int, tree_size: int | None, as_json:
 def consistency(ctx: click.Context, first: int, second: int | None, as_json: bool) -> None:
     """Prove that the tree of --to leaves extends the tree of --from leaves."""
     with _tree(settings_of(ctx)) as tree:
-        found = _or_usage(lambda: consistency_of(tree, first, second))
+        found = consistency_of(tree, first, second)
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(found)).decode())
         return
@@ -184,23 +182,12 @@ def _read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-class _tree:
+@contextlib.contextmanager
+def _tree(settings: Settings) -> Iterator[TreeStore]:
     """The data directory's tree, open for reading while the ``with`` lasts."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.store = TreeStore(
-            tree_path(settings.data_dir, settings.namespace.stream), settings.namespace.stream
-        )
-
-    def __enter__(self) -> TreeStore:
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        self.store.close()
-
-
-def _or_usage(build: Callable[[], T]) -> T:
+    stream = settings.namespace.stream
+    tree = TreeStore(tree_path(settings.data_dir, stream), stream)
     try:
-        return build()
-    except ValueError as why:
-        raise click.UsageError(str(why)) from None
+        yield tree
+    finally:
+        tree.close()

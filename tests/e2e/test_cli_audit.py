@@ -12,10 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from events.keys import load_registry
+from replay.tree import TreeStore, tree_path
 from services.cli.exit_codes import ExitCode
 from services.cli.main import main
 from services.infra.config import Settings
+from services.infra.office_keys import ledger_seed
 from services.infra.stack import open_ledger
+from services.notary.service import Notary
 from tests.factories import make_reported, make_revised, sealed
 
 T = dt.datetime(2021, 6, 30, tzinfo=dt.UTC)
@@ -144,3 +147,61 @@ def test_keys_new_keeps_the_seed_private_and_registers_the_public_key(data_dir: 
 
     code, out = ledger(data_dir, "keys", "new", "ATLANTIS")
     assert code == ExitCode.INVALID and "unknown office 'ATLANTIS'" in out
+
+
+def _notarise(data_dir: Path) -> None:
+    """What the notary of `ledger up` does: the tree of the stream, and a signed checkpoint."""
+
+    async def run() -> None:
+        async with open_ledger(Settings(data_dir=data_dir)) as opened:
+            store = opened.store
+            tree = TreeStore(tree_path(data_dir, store.ns.stream), store.ns.stream, writer=True)
+            notary = Notary(store, opened.source, tree, ledger_seed(data_dir), sign_every=0)
+            await notary.step()
+            await notary.sign()
+            await notary.step()
+            tree.close()
+
+    asyncio.run(run())
+
+
+def test_proofs_and_verify_against_a_kept_checkpoint(data_dir: Path) -> None:
+    _notarise(data_dir)
+    code, kept = ledger(data_dir, "proof", "checkpoint")
+    assert code == 0, kept
+    assert kept.splitlines()[1] == "2"  # two events when it was signed
+    (data_dir / "kept.txt").write_text(kept)
+
+    code, out = ledger(
+        data_dir, "proof", "inclusion", "--sequence", "2", "--tree-size", "2", "--json"
+    )
+    assert code == 0, out
+    (data_dir / "proof.json").write_text(out)
+    code, out = ledger(
+        data_dir,
+        "proof",
+        "check",
+        str(data_dir / "proof.json"),
+        "--checkpoint",
+        str(data_dir / "kept.txt"),
+    )
+    assert (code, out.strip()) == (0, "ok: sequence 2 is in the tree of 2 signed by the checkpoint")
+
+    code, out = ledger(data_dir, "proof", "consistency", "--from", "1", "--to", "3", "--json")
+    assert code == 0, out
+    assert json.loads(out)["second"] == 3
+
+    code, out = ledger(data_dir, "verify", "--checkpoint", str(data_dir / "kept.txt"))
+    assert code == 0, out
+    assert "Merkle tree of 3 messages" in out and "1 signed checkpoints match it" in out
+    assert "today's log extends the checkpoint of 2 messages" in out
+
+    # A checkpoint whose size was edited: its signature no longer holds.
+    forged = kept.replace("\n2\n", "\n1\n", 1)
+    (data_dir / "forged.txt").write_text(forged)
+    code, out = ledger(data_dir, "verify", "--checkpoint", str(data_dir / "forged.txt"))
+    assert code == ExitCode.INVALID
+    assert "does not verify" in out and "changed after it was signed" in out
+    code, out = ledger(data_dir, "proof", "inclusion", "--sequence", "9")
+    assert code == ExitCode.INVALID
+    assert "sequence: must be 1..3" in out

@@ -7,6 +7,7 @@ not from the tree under test.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from pathlib import Path
@@ -221,4 +222,34 @@ async def test_a_tree_of_this_history_is_kept(store: EventStore, tmp_path: Path,
     await notary.step()
     await notary.reconcile()
     assert notary.tree is tree and tree.size() == 3
+    tree.close()
+
+
+async def test_the_running_notary_follows_the_stream_and_signs(
+    store: EventStore, tmp_path: Path, seed: str
+) -> None:
+    tree = TreeStore(tmp_path / "tree.db", store.ns.stream, writer=True)
+    await _report(store, 2)  # before it starts: caught up by the bulk read
+    notary = Notary(store, StreamSource(store), tree, seed, sign_every=0.1)
+    stop = asyncio.Event()
+    running = asyncio.create_task(notary.run(stop))
+    await _report(store, 3, start=2)  # while it runs: followed
+    public = public_key_of(seed)
+    for _ in range(200):
+        messages = await _payloads(store)
+        last_event = max(m.sequence for m in messages if m.subject != store.ns.checkpoints)
+        notes = [m for m in messages if m.subject == store.ns.checkpoints]
+        if notes and open_note(notes[-1].data, KEY_NAME, public).size >= last_event:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no checkpoint covers the 5 events")
+    assert last_event >= 5
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    messages = await _payloads(store)
+    # Every message is a leaf (the last checkpoint, too, once followed), and the root is the
+    # RFC's over them.
+    assert tree.size() in (len(messages) - 1, len(messages))
+    assert tree.root() == _mth([m.data for m in messages[: tree.size()]])
     tree.close()

@@ -203,9 +203,10 @@ async def test_ledger_up_drops_an_injected_reply(
                     "ledger.intake.KAZ", command, reply="ledger.activity.VNM.INJECTED"
                 )
                 second = await kaz.report(make_reported(activity_id="KAZ-SECOND", office="KAZ"))
-            assert second.sequence == first.sequence + 1
+            # Nothing was appended in between but, perhaps, the notary's checkpoints.
+            events = [m async for batch in EventStore(admin).read_raw() for m in batch]
+            assert [m.sequence for m in events] == [first.sequence, second.sequence]
             assert any("violation" in r.getMessage() for r in caplog.records)
-            assert (await _stream_state(admin))[0] == second.sequence
         finally:
             await kaz_nc.close()
             await admin.close()
