@@ -98,6 +98,11 @@ class Notary:
         follow the stream with one consumer (a consumer per look cost intake a quarter of
         its rate in bench.import)."""
         await self.reconcile()
+        # Messages after the newest checkpoint (a stop before it signed) want one too.
+        ns = self.store.ns
+        self._unsigned = await self.store.stored_sequence() > await self.store.last_sequence(
+            ns.checkpoints
+        )
         while not stop.is_set():
             try:
                 await self.step()
@@ -168,10 +173,19 @@ async def notary_component(ledger: Ledger, stop: asyncio.Event) -> None:
     """The notary as a ``ledger up`` component, on ``<data dir>/tree/<STREAM>.db``, signing
     with the ledger key (``<data dir>/keys/ledger.nk``, made on first need)."""
     data_dir = ledger.settings.data_dir
+    creds = ledger.credentials_for("notary")
+    if creds is not None and creds is ledger.creds:
+        # Credentials, but none of the notary's own (an API replica of compose.yaml): another
+        # user may not publish checkpoints, and one notary signs for a ledger, not each reader.
+        _log.info(
+            "no notary credentials in %s/creds: this ledger up signs no checkpoints", data_dir
+        )
+        await stop.wait()
+        return
     seed = ledger_seed(data_dir)
     path = tree_path(data_dir, ledger.settings.namespace.stream)
     async with ledger.connect_as("notary") as store:
-        source = StreamSource(store, ledger.url, ledger.credentials_for("notary"))
+        source = StreamSource(store, ledger.url, creds)
         notary = Notary(store, source, TreeStore(path, store.ns.stream, writer=True), seed)
         try:
             await notary.run(stop)

@@ -17,13 +17,16 @@ import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
 
+from events.checkpoint import KEY_NAME, open_note, origin_of
 from events.errors import ReleaseExistsError, ReleaseNotFoundError
 from events.model import CountryShare
+from events.signing import public_key_of
 from events.store import EventStore
 from events.subjects import Namespace
 from projections.db import live_path, open_reader
 from projections.digest import digest_at
 from replay.diff import diff
+from replay.proofs import InclusionProof, check_inclusion
 from replay.rebuild import rebuild
 from replay.release import release_instant, verify_release
 from services.api.server import ApiServer
@@ -32,7 +35,12 @@ from services.client.errors import ForbiddenError
 from services.client.office import OfficeClient
 from services.infra.config import Settings
 from services.infra.embedded import EmbeddedNats
-from services.infra.office_keys import create_office_key, load_office_registry, office_seeds
+from services.infra.office_keys import (
+    create_office_key,
+    ledger_seed,
+    load_office_registry,
+    office_seeds,
+)
 from services.infra.runtime import read_runtime
 from tests.factories import make_reported
 
@@ -299,3 +307,26 @@ async def test_verify_fails_naming_the_digest_when_the_figures_then_differ(stack
     assert check.digest != check.stated
     with pytest.raises(ReleaseNotFoundError):
         await verify_release(stack.store, "NONE", load_office_registry(stack.settings.data_dir))
+
+
+async def test_ledger_up_signs_checkpoints_and_serves_proofs(stack: Stack):
+    last = await report(stack, "KAZ-TRAINING-1", 571)
+    public = public_key_of(ledger_seed(stack.settings.data_dir))
+    checkpoint = None
+    for _ in range(100):
+        response = await stack.api.get("/v1/checkpoint")
+        if response.status_code == 200:
+            checkpoint = open_note(response.content, KEY_NAME, public)
+            if checkpoint.size >= last:
+                break
+        await asyncio.sleep(0.1)
+    assert checkpoint is not None and checkpoint.size >= last
+    assert checkpoint.origin == origin_of(stack.settings.namespace, public)
+    for _ in range(100):  # the tree file may trail the note by a batch
+        proof = await stack.api.get(
+            "/v1/proofs/inclusion", params={"sequence": last, "tree_size": checkpoint.size}
+        )
+        if proof.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    check_inclusion(msgspec.convert(proof.json(), InclusionProof), checkpoint.root)
