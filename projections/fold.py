@@ -33,6 +33,7 @@ The rules (docs/design.md, "Counting rules"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -53,6 +54,7 @@ __all__ = [
     "Footprint",
     "Share",
     "add_footprint",
+    "add_share",
     "add_shares",
     "allocate",
     "allocations",
@@ -347,14 +349,19 @@ def footprint_rows(activity: ActivityReported) -> list[Footprint]:
 
 def add_shares(total: dict[Bucket, list[int]], more: dict[Bucket, Share]) -> None:
     """Add rollup sums (of other activities, e.g. another part of a split replay) in place."""
-    for bucket, (micros, activities, multi_country) in more.items():
-        row = total.get(bucket)
-        if row is None:
-            total[bucket] = [micros, activities, multi_country]
-        else:
-            row[0] += micros
-            row[1] += activities
-            row[2] += multi_country
+    for bucket, share in more.items():
+        add_share(total, bucket, share)
+
+
+def add_share(total: dict[Any, list[int]], key: Any, share: Sequence[int]) -> None:
+    """Add one ``(micros, counted, listed)`` to ``total[key]``, in place."""
+    row = total.get(key)
+    if row is None:
+        total[key] = [share[0], share[1], share[2]]
+    else:
+        row[0] += share[0]
+        row[1] += share[1]
+        row[2] += share[2]
 
 
 def net_deltas(total: dict[Bucket, list[int]]) -> dict[Bucket, Share]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from projections.fold import add_share
 from projections.schema import OPEN
 
 __all__ = ["MARK_EVERY", "Sums", "sums_at", "write_marks"]
@@ -59,10 +60,7 @@ def sums_at(conn: sqlite3.Connection, place: str, sequence: int) -> Sums:
         sums[breakdown] = {(value, metric): figures for value, metric, *figures in rows}
     head: dict[tuple[Any, str], list[int]] = {}
     for (_, metric), figures in sums["year"].items():
-        slot = head.setdefault((None, metric), [0, 0, 0])
-        slot[0] += figures[0]
-        slot[1] += figures[1]
-        slot[2] += figures[2]
+        add_share(head, (None, metric), figures)
     sums[None] = head
     return sums
 

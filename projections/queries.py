@@ -43,7 +43,7 @@ from projections.answers import (
     Timeline,
 )
 from projections.errors import BadParameterError, UnknownKeyError
-from projections.fold import ACTIVITY_COUNT, MICROS, documents_of, is_listed_only
+from projections.fold import ACTIVITY_COUNT, MICROS, add_share, documents_of, is_listed_only
 from projections.marks import sums_at
 from projections.paging import decode_cursor, encode_cursor
 from projections.provenance import Contribution, contributions
@@ -358,17 +358,9 @@ def _footprint_sums(
         derived = view.sums[key] = {name: {} for name in (None, *fine)}
         width = len(fine)
         for row in rows:
-            metric, micros, counted, listed = row[width:]
+            metric, figures = row[width], row[width + 1 :]
             for index, name in enumerate((None, *fine)):
-                sums = derived[name]
-                bucket = (row[index - 1] if index else None, metric)
-                slot = sums.get(bucket)
-                if slot is None:
-                    sums[bucket] = [micros, counted, listed]
-                else:
-                    slot[0] += micros
-                    slot[1] += counted
-                    slot[2] += listed
+                add_share(derived[name], (row[index - 1] if index else None, metric), figures)
     return derived[group]  # type: ignore[no-any-return]
 
 
