@@ -23,10 +23,11 @@ RUN pip install .
 # (compose passes LEDGER_UID on). --non-unique lets it be an id the image already has.
 ARG LEDGER_UID=10001
 RUN useradd --create-home --non-unique --uid "$LEDGER_UID" ledger \
-    && mkdir -p /data \
-    && chown ledger:ledger /data
+    && mkdir -p /data/tree \
+    && chown -R ledger:ledger /data
 
-# Projection files and runtime.json live here; a named volume mounted on it keeps this owner.
+# Projection files and runtime.json live here, the notary's tree in tree/; a named volume
+# mounted on either keeps this owner.
 ENV LEDGER_DATA_DIR=/data
 USER ledger
 WORKDIR /data

@@ -28,6 +28,7 @@ from events.keys import KeyRegistry, save_registry
 from events.reference import load_reference
 from events.subjects import DEFAULT, Namespace
 from services.infra.credentials import creds_dir, creds_path, ensure_users, users_path
+from services.infra.office_keys import ledger_seed
 from services.infra.security import SERVICE_ROLES, User, accounts_config
 
 __all__ = [
@@ -203,6 +204,9 @@ def init_deployment(
         # Compose needs the file to exist (it would mount a missing source as a directory);
         # an empty registry makes no office sign until `ledger office add` registers its key.
         save_registry(registry, KeyRegistry())
+    # The notary's signing key (compose.yaml's `notary` mounts it): made once, then kept, as
+    # the checkpoints it signed are checked against it for ever.
+    ledger_seed(out)
     addresses = compose_nodes(nodes)
     configs = []
     for node in addresses:

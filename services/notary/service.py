@@ -15,12 +15,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
 import nats.errors
 
 from events.checkpoint import KEY_NAME, Checkpoint, origin_of, sign
@@ -31,8 +31,9 @@ from events.subjects import Namespace
 from events.tlog_verify import leaf_hash
 from replay.source import StreamSource
 from replay.tree import TreeGapError, TreeStore, tree_path
+from services.infra.credentials import load_credentials
 from services.infra.office_keys import ledger_seed
-from services.infra.stack import Ledger
+from services.infra.stack import Ledger, connect
 
 __all__ = [
     "Notary",
@@ -198,11 +199,12 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    nc = await nats.connect(args.nats_url, name="ledger-notary")
+    creds = load_credentials(args.creds) if args.creds else None
+    nc = await connect(args.nats_url, "ledger-notary", creds=creds)
     store = EventStore(nc, Namespace(prefix=args.prefix, stream=args.stream))
     seed = Path(args.seed).read_text().strip()
     tree = TreeStore(Path(args.tree), args.stream, writer=True)
-    notary = Notary(store, StreamSource(store, args.nats_url), tree, seed)
+    notary = Notary(store, StreamSource(store, args.nats_url, creds), tree, seed)
     try:
         print(f"notary ready on {args.nats_url}", flush=True)
         await notary.run(stop)
@@ -212,14 +214,19 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run one notary in the foreground until SIGINT or SIGTERM (a server without
-    authentication: ``ledger up`` runs it as a component, with the notary role's credentials)."""
+    """Run one notary in the foreground until SIGINT or SIGTERM, as compose.yaml's ``notary``
+    service does (``ledger up`` runs it as a component instead)."""
     parser = argparse.ArgumentParser(prog="python -m services.notary", description=__doc__)
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
     parser.add_argument("--prefix", default="ledger", help="subject prefix (default: ledger)")
     parser.add_argument("--stream", default="LEDGER", help="stream name (default: LEDGER)")
     parser.add_argument("--tree", required=True, help="the tree's file")
     parser.add_argument("--seed", required=True, help="the file of the ledger key's seed")
+    parser.add_argument(
+        "--creds",
+        default=os.environ.get("LEDGER_CREDS"),
+        help="the notary role's NATS credentials [env LEDGER_CREDS]",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(_serve(args))

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats.js.errors
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from events.signing import new_key_pair
+from events.checkpoint import KEY_NAME, open_note, origin_of
+from events.signing import new_key_pair, public_key_of
 from events.store import EventStore
+from events.subjects import DEFAULT
 from services.cli.main import main
 from services.client.office import OfficeClient
 from services.infra.cluster import LocalCluster, NodePorts, free_ports
@@ -468,6 +471,7 @@ def test_each_node_runs_its_generated_configuration_read_only(services: dict[str
         ("stream", {"admin.nk"}),
         ("intake", {"intake.nk", "intake-reply.nk", "users.json", "registry.json"}),
         ("projector", {"projector.nk"}),
+        ("notary", {"notary.nk", "ledger.nk"}),
         (
             "api",
             {
@@ -501,6 +505,7 @@ def test_services_connect_with_the_files_they_are_given(services: dict[str, Any]
             "LEDGER_USERS": "/run/secrets/users.json",
         },
         "projector": {"LEDGER_CREDS": "/run/secrets/projector.nk"},
+        "notary": {"LEDGER_CREDS": "/run/secrets/notary.nk"},
         "api": {
             "LEDGER_KEY_REGISTRY": "/run/secrets/registry.json",
             "LEDGER_CREDS": "/run/secrets/auditor.nk",
@@ -572,12 +577,13 @@ def _as_process(
     return argv, {**os.environ, "LEDGER_DATA_DIR": str(data), **environment}
 
 
-async def test_intake_and_projector_run_with_the_files_compose_gives_them(
+async def test_intake_projector_and_notary_run_with_the_files_compose_gives_them(
     compose_cluster: Cluster, deploy_dir: Path, tmp_path: Path
 ) -> None:
+    names = ("intake", "projector", "notary")
     processes: list[subprocess.Popen[str]] = []
     try:
-        for name in ("intake", "projector"):
+        for name in names:
             argv, env = _as_process(name, deploy_dir, compose_cluster, tmp_path)
             log = (tmp_path / f"{name}.log").open("w")
             processes.append(
@@ -601,9 +607,16 @@ async def test_intake_and_projector_run_with_the_files_compose_gives_them(
             await kaz.close()
         # ... and the projector, with its role's durable consumer, counts it.
         await wait_for_checkpoint(tmp_path / "ledger.db", accepted.sequence, timeout=30)
+        # ... and the notary, with its role's user and the ledger key deploy init made, signs
+        # a checkpoint that covers it.
+        note = await _signed_checkpoint(compose_cluster, accepted.sequence, timeout=30)
+        public = public_key_of((deploy_dir / "keys" / "ledger.nk").read_text().strip())
+        signed = open_note(note, KEY_NAME, public)
+        assert signed.origin == origin_of(DEFAULT, public)
+        assert signed.size >= accepted.sequence
         # Check each one's health check passes with its own credentials.
         compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-        for name in ("intake", "projector"):
+        for name in names:
             _, env = _as_process(name, deploy_dir, compose_cluster, tmp_path)
             test = compose["services"][name]["healthcheck"]["test"]
             assert test[:2] == ["CMD", "ledger"]
@@ -616,9 +629,29 @@ async def test_intake_and_projector_run_with_the_files_compose_gives_them(
             process.terminate()
         for process in processes:
             process.wait(15)
-    assert [process.returncode for process in processes] == [0, 0], [
-        (tmp_path / f"{name}.log").read_text() for name in ("intake", "projector")
+    assert [process.returncode for process in processes] == [0, 0, 0], [
+        (tmp_path / f"{name}.log").read_text() for name in names
     ]
+
+
+async def _signed_checkpoint(cluster: Cluster, covering: int, timeout: float) -> bytes:
+    """The newest checkpoint on the stream once one covers sequence ``covering``."""
+    admin = await connect(cluster.urls, "test-admin", creds=cluster.creds("admin"))
+    try:
+        js = admin.jetstream(timeout=10)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                stored = await js.get_last_msg(DEFAULT.stream, DEFAULT.checkpoints)
+            except nats.js.errors.NotFoundError:
+                stored = None
+            if stored is not None and stored.seq > covering:
+                assert stored.data is not None
+                return stored.data
+            assert time.monotonic() < deadline, "no checkpoint was signed"
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 async def test_the_api_runs_with_the_files_compose_gives_it(
