@@ -104,8 +104,10 @@ def test_api_replicas_build_their_own_projection_and_publish_a_port(
     services: dict[str, Any],
 ) -> None:
     api = services["api"]
-    # No shared volume: each replica's projection file lives in its own container.
-    assert "volumes" not in api
+    # Each replica's projection file lives in its own container: the one shared volume is the
+    # notary's tree, which they read to serve proofs, mounted beside the data, not on it.
+    assert api["volumes"] == ["tree:/data/tree"]
+    assert services["notary"]["volumes"] == ["tree:/data/tree"]
     assert api["command"] == ["up", "--host", "0.0.0.0", "--port", "8000", "--public"]
     # Replicas that shared a durable consumer would split the events between their files.
     assert api["environment"]["LEDGER_PROJECTOR_DURABLE"] == "reader-{hostname}"
