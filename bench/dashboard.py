@@ -51,6 +51,10 @@ def page_urls(path: Path, count: int) -> dict[str, list[str]]:
 
     return {
         "overview": ["/"] * count,
+        "overview, map of a metric": ["/?metric=people_trained"] * count,
+        "countries, map and table": ["/countries"] * count,
+        "countries, sorted by figure": ["/countries?sort=-people_trained&metric=people_trained"]
+        * count,
         "country": [f"/countries/{pick(countries, i)}" for i in range(count)],
         "country, one year": [
             f"/countries/{pick(countries, i)}?year={pick(years, i)}" for i in range(count)

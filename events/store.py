@@ -108,6 +108,21 @@ class EventStore(DecodingReads):
             max_age=0,
         )
 
+    async def stream_problems(self, replicas: int = 1) -> list[str]:
+        """How the existing stream is weaker than :meth:`stream_config`; empty when it is not.
+
+        Reads the stream's settings and changes nothing (``ledger doctor``).
+
+        :raises StreamConfigError: when there is no stream.
+        """
+        try:
+            info = await self.js.stream_info(self.ns.stream)
+        except nats.js.errors.NotFoundError:
+            raise StreamConfigError(
+                f"stream {self.ns.stream} does not exist; `ledger up` creates it"
+            ) from None
+        return _weaker_settings(info.config, self.stream_config(replicas))
+
     async def ensure_stream(self, replicas: int = 1) -> api.StreamInfo:
         """Create the stream, or check that the existing one is at least as strict.
 

@@ -283,6 +283,12 @@ class Status(Struct, frozen=True, kw_only=True):
     as_of: AsOf
     stream_last_sequence: int | None = None
     projections: list[ProjectionStatus] = []
+    follows_stream: bool = True
+    """Whether the server follows the stream; ``False`` for a projection file served alone
+    (``ledger up --read-only``), which reflects ``as_of`` and nothing later."""
+    lag_note: str | None = None
+    """When no lag is given: why, and what to do (the stream could not be read), or what a
+    file served alone reflects."""
 
 
 class Release(Struct, frozen=True, kw_only=True):

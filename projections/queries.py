@@ -81,6 +81,7 @@ __all__ = [
     "provenance",
     "resolve_country",
     "resolve_programme",
+    "snapshot",
     "status",
     "timeline",
     "view_of",
@@ -181,8 +182,9 @@ def _check_limit(limit: int) -> int:
 
 
 @contextmanager
-def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction, so that every statement of a query sees the same commit."""
+def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction, so that every statement of a query sees the same commit; a query
+    inside it (several answers read together) joins it."""
     if conn.in_transaction:
         yield
         return
@@ -565,7 +567,7 @@ def country_summary(
     :raises BadParameterError: for a year out of range, or a scope that cannot be.
     """
     code, year = resolve_country(country), _check_year(year)
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         where = {"country": code} | ({"year": year} if year is not None else {})
         if year is None:
@@ -608,7 +610,7 @@ def programme_summary(
     :raises BadParameterError: for a year out of range, or a scope that cannot be.
     """
     code, year = resolve_programme(programme), _check_year(year)
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         where = {"programme": code} | ({"year": year} if year is not None else {})
         by_year = _figures(conn, view, where, "year")
@@ -636,7 +638,7 @@ def year_summary(conn: sqlite3.Connection, year: int, *, scope: Scope | None = N
     :raises BadParameterError: for a year out of range, or a scope that cannot be.
     """
     _check_year(year)
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         where = {"year": year}
         head = _one(_figures(conn, view, where, None))
@@ -657,7 +659,7 @@ def year_summary(conn: sqlite3.Connection, year: int, *, scope: Scope | None = N
 
 def global_summary(conn: sqlite3.Connection, *, scope: Scope | None = None) -> Summary:
     """The totals of the whole ledger, and its multi-country activities."""
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         head = _one(_figures(conn, view, {}, None))
         count, listed = _listed(conn, view, {})
@@ -678,7 +680,7 @@ def list_countries(
 ) -> CellList:
     """Every country with activities, and its figures; ``year`` narrows them."""
     year = _check_year(year)
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         where = {"year": year} if year is not None else {}
         return CellList(as_of=view.as_of, year=year, items=_figures(conn, view, where, "country"))
@@ -689,7 +691,7 @@ def list_programmes(
 ) -> CellList:
     """Every programme with activities, and its figures; ``year`` narrows them."""
     year = _check_year(year)
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         where = {"year": year} if year is not None else {}
         items = _figures(conn, view, where, "programme")
@@ -698,7 +700,7 @@ def list_programmes(
 
 def list_years(conn: sqlite3.Connection, *, scope: Scope | None = None) -> CellList:
     """Every year with activities, and its figures."""
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         return CellList(as_of=view.as_of, items=_figures(conn, view, {}, "year"))
 
@@ -709,7 +711,7 @@ def list_documents(conn: sqlite3.Connection, *, scope: Scope | None = None) -> C
     An activity cited by two documents counts in each; narrowing the scope to a document
     gives just that one.
     """
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         if view.sequence is None:
             where = {"document": view.document} if view.document else {}
@@ -792,7 +794,7 @@ def list_activities(
     # past list, nor one document's another's.
     asked = {} if scope is None or scope.is_now else {"scope": msgspec.json.encode(scope).decode()}
     after = decode_cursor(cursor, filters | asked) if cursor is not None else None
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         if view.sequence is None:
             items, more = _present_page(conn, view, filters, after, limit)
@@ -949,7 +951,7 @@ def get_activity(
     :raises UnknownKeyError: naming ``activity_id`` when the projection has no such activity
         (or had none yet at that sequence).
     """
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         row = conn.execute(
             "SELECT activity_id, last_event_id, event_ids, state FROM activities "
@@ -1077,7 +1079,7 @@ def provenance(
     after = decode_cursor(cursor, filters) if cursor is not None else None
     columns = sorted(key, key=_KEY_ORDER.__getitem__)
     aggregate = rule.aggregate if rule is not None else "sum"
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         own: dict[str, float] = {}
         if view.rollups:
@@ -1250,7 +1252,7 @@ def _release(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Release:
 
 def list_releases(conn: sqlite3.Connection, *, scope: Scope | None = None) -> ReleaseList:
     """Every release made by the view's sequence, in the order they were made."""
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         # The present has every release, even one made after the last activity event.
         k = view.sequence if view.sequence is not None else OPEN
@@ -1267,7 +1269,7 @@ def get_release(conn: sqlite3.Connection, name: str) -> Release:
 
     :raises UnknownKeyError: naming ``release`` when there is none of that name.
     """
-    with _snapshot(conn):
+    with snapshot(conn):
         row = conn.execute(
             f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE name = ?", (name,)
         ).fetchone()
@@ -1282,7 +1284,7 @@ def get_release(conn: sqlite3.Connection, name: str) -> Release:
 def timeline(conn: sqlite3.Connection, *, scope: Scope | None = None) -> Timeline:
     """The ledger's history for a time control: first and last event, up to
     :data:`TIMELINE_POINTS` events spread between them, and the releases."""
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         last = as_of_answer(conn)
         bounds = conn.execute("SELECT min(sequence), max(sequence) FROM timeline").fetchone()
@@ -1315,7 +1317,7 @@ def timeline(conn: sqlite3.Connection, *, scope: Scope | None = None) -> Timelin
 
 def view_of(conn: sqlite3.Connection, *, scope: Scope | None = None) -> AsOf:
     """What a scope resolves to now: the sequence and instant an answer in it reflects."""
-    with _snapshot(conn):
+    with snapshot(conn):
         return resolve(conn, scope).as_of
 
 
@@ -1329,13 +1331,18 @@ def status(
     stream_last_sequence: int | None = None,
     *,
     scope: Scope | None = None,
+    follows_stream: bool = True,
+    lag_note: str | None = None,
 ) -> Status:
     """Each projection's checkpoint, its lag behind the stream, and its quarantine count; as
     of a past sequence, the checkpoint is that sequence and the quarantine what was by then.
 
     :param stream_last_sequence: the stream's last sequence, when the caller could ask it.
+    :param follows_stream: whether the caller's projection follows the stream; a file served
+        alone does not, and its status then says which sequence and instant it reflects.
+    :param lag_note: why the caller could not ask the stream, and what to do about it.
     """
-    with _snapshot(conn):
+    with snapshot(conn):
         view = resolve(conn, scope)
         k = view.sequence
         if k is None:
@@ -1349,8 +1356,16 @@ def status(
         ).fetchall() or [(PROJECTION, 0)]
         if k is not None:
             checkpoints = [(name, k) for name, _ in checkpoints]
+        if not follows_stream:
+            when = view.as_of.time.isoformat() if view.as_of.time else "before any event"
+            lag_note = (
+                f"a projection file served alone: it reflects sequence {view.as_of.sequence} "
+                f"({when}) and follows no stream; `ledger up` serves live figures"
+            )
         return Status(
             as_of=view.as_of,
+            follows_stream=follows_stream,
+            lag_note=lag_note,
             stream_last_sequence=stream_last_sequence,
             projections=[
                 ProjectionStatus(

@@ -7,6 +7,11 @@
 - ``api/``: readers' HTTP API, dashboard and NATS queries. Imports ``events``, ``projections``,
   ``replay`` and ``infra``.
 - ``client/``: the office SDK and the importer. Imports ``events`` and ``infra``.
+- ``drafts/``: draft report sections from the figures, every figure footnoted to its events.
+  Imports ``events`` and ``projections``; the API's dashboard and the CLI serve them.
+- ``iati/``: the activities as IATI 2.03 XML, checked against the vendored schema, codelists
+  and ruleset, and IATI files in. Imports ``events`` and ``projections``; its importer also
+  ``client``, whose ``ledger import`` machinery it reuses. The API and the CLI serve it.
 - ``bootstrap.py``: the composition root that wires intake, the projector and the queries
   into ``ledger up``.
 - ``errors.py``: the one table of errors every edge reads (code, HTTP status, exit code, page).

@@ -10,6 +10,7 @@ tests start the stack through these two functions and nothing else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from events.envelope import utc_now
 from services.api.nats_queries import query_component
+from services.client.outbox import outbox_depth
 from services.infra.config import Settings
+from services.infra.metrics import count_outbox
 from services.infra.runtime import Runtime
 from services.infra.stack import Ledger, open_ledger
 from services.intake.service import intake_component
@@ -54,6 +57,8 @@ async def run_stack(
     :raises PortInUseError: when the API's address cannot be bound.
     """
     stop = stop or asyncio.Event()
+    # The outbox is the client's; the metrics read its depth at scrape time.
+    count_outbox(functools.partial(outbox_depth, settings.data_dir))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -70,6 +75,7 @@ async def run_stack(
                 started_at=utc_now(),
                 embedded=ledger.server is not None,
                 nats_pid=ledger.server.pid if ledger.server else None,
+                nats_monitor_url=ledger.server.monitor_url if ledger.server else "",
             )
             assert ledger.lock is not None  # hold_data_dir always takes it
             ledger.lock.publish(runtime)

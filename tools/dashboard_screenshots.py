@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Take the README's dashboard screenshots from the seed data: docs/overview.png, docs/country.png.
+"""Take the README's dashboard screenshots from the seed data: docs/overview.png, docs/country.png
+and docs/map.png.
 
-It folds data/activities.jsonl into a projection in a temporary directory with the projector's
-own applier (no NATS server: the applier is what a rebuild runs), serves the dashboard on a free
-loopback port, and photographs two pages with the system Chromium through Playwright.
+It runs ``ledger demo`` in a temporary data directory (the embedded nats-server, intake, the
+projector and the API, the seed report imported through intake), waits until the projection
+has caught up with the stream, and photographs three pages with the system Chromium through
+Playwright: what a reader of a running ledger sees, lag badge included.
 
 Usage: python tools/dashboard_screenshots.py [--out docs] [--country KAZ]
 Needs Debian's chromium (/usr/bin/chromium) and `pip install playwright`; it never downloads
@@ -13,22 +15,16 @@ a browser.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
-import threading
 import time
+import urllib.request
 from pathlib import Path
-
-import uvicorn
-
-from events.codec import encode, headers_for
-from events.envelope import seal
-from events.stored import RawMessage
-from projections.apply import Applier
-from projections.db import ensure_live, open_writer
-from services.api.app import create_app
-from services.cli.demo import read_dataset
 
 # tests/e2e/test_dashboard_browser.py launches Chromium the same way, from these.
 CHROMIUM = "/usr/bin/chromium"
@@ -40,55 +36,46 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-_REPORT_DATE = dt.datetime(2021, 6, 30, tzinfo=dt.UTC)
+_READY_SECONDS = 120
 
 
-def build_seed_projection(live: Path) -> None:
-    """The seed dataset's activities as a live projection at ``live``, one event each."""
-    real = ensure_live(live)
-    start_ns = int(_REPORT_DATE.timestamp()) * 1_000_000_000
-    batch = []
-    for sequence, activity in enumerate(read_dataset(), start=1):
-        event = seal(
-            activity,
-            office=activity.office,
-            actor="import",
-            occurred_at=_REPORT_DATE,
-            recorded_at=_REPORT_DATE,
-        )
-        batch.append(
-            RawMessage(
-                sequence,
-                f"ledger.activity.{event.office}.{event.activity_id}",
-                start_ns + sequence * 1_000_000_000,
-                headers_for(event),
-                encode(event),
-            )
-        )
-    conn = open_writer(real)
-    try:
-        Applier(conn).apply(batch)
-    finally:
-        conn.close()
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-def serve(live: Path) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """The dashboard over ``live`` on a free loopback port, in a thread of its own."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(live), lifespan="off", log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
+def start_demo(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """``ledger demo`` on ``port``, its output in ``data_dir``/demo.log."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = (data_dir / "demo.log").open("wb")
+    ledger = Path(sys.executable).with_name("ledger")
+    argv = [str(ledger), "--data-dir", str(data_dir), "demo", "--port", str(port)]
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+def wait_caught_up(url: str, demo: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until the API answers and its projection has every stored event."""
+    deadline = time.monotonic() + _READY_SECONDS
+    while time.monotonic() < deadline:
+        if demo.poll() is not None:
+            raise SystemExit(f"ledger demo stopped:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/v1/status", timeout=2) as answer:
+                status = json.load(answer)
+        except OSError:
+            time.sleep(0.5)
+            continue
+        lags = [p.get("lag") for p in status.get("projections", [])]
+        if status.get("stream_last_sequence") and lags and all(lag == 0 for lag in lags):
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the demo did not catch up in {_READY_SECONDS} s:\n{log.read_text()}")
 
 
 def main() -> None:
-    """Build, serve, photograph, stop."""
+    """Start the demo, photograph, stop."""
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -97,16 +84,20 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ledger-shots-") as tmp:
-        live = Path(tmp) / "projections" / "ledger.db"
-        build_seed_projection(live)
-        url, server, thread = serve(live)
+        data_dir = Path(tmp) / "ledger"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        demo = start_demo(data_dir, port)
         try:
+            wait_caught_up(url, demo, data_dir / "demo.log")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 shots = (
                     ("overview", "/", 1000),
                     # Tall enough to show the multi-country activities listed apart.
                     ("country", f"/countries/{args.country}", 1250),
+                    # The world map of people trained, and the sorted table under it.
+                    ("map", "/countries?metric=people_trained", 1000),
                 )
                 page = browser.new_page(viewport={"width": 1200, "height": 1000})
                 for name, path, height in shots:
@@ -117,8 +108,11 @@ def main() -> None:
                     print(f"{target}: {target.stat().st_size // 1024} KB")
                 browser.close()
         finally:
-            server.should_exit = True
-            thread.join(10)
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(30)
+            except subprocess.TimeoutExpired:
+                demo.kill()
 
 
 if __name__ == "__main__":

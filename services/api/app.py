@@ -71,7 +71,10 @@ from services.api.auth import SecureHeaders
 from services.api.dashboard import dashboard_router
 from services.api.dashboard.downloads import csv_response
 from services.api.error_body import ERRORS, ErrorBody
+from services.api.iati_routes import IATI_ROUTES
+from services.api.lag import stream_last
 from services.api.log_routes import LOG_ROUTES
+from services.api.metrics_route import metrics_page, timed
 from services.api.read_model import DEFAULT_KEPT, DEFAULT_WAIT, ReadModel
 from services.api.tables import to_csv
 from services.errors import answer_for, field_of
@@ -498,17 +501,22 @@ async def provenance(
 
 @_route("/v1/status")
 async def status(request: Request, asked: Scoped, min_sequence: MinSequence = 0) -> Status:
-    """The stream's last sequence, each projection's checkpoint, lag and quarantine count."""
+    """The stream's last sequence, each projection's checkpoint, lag and quarantine count.
+
+    Without the stream's side, ``lag_note`` says why and what to do; a projection file served
+    alone says which sequence and instant it reflects.
+    """
     model = _model(request)
     await model.at_least(min_sequence)
-    store: EventStore | None = request.app.state.store
-    last = None
-    if store is not None:
-        try:
-            last = await asyncio.wait_for(store.last_sequence(), _NATS_TIMEOUT)
-        except Exception:  # the status still helps without the stream's side
-            _log.warning("could not read the stream's last sequence", exc_info=True)
-    return await model.run(lambda conn: queries.status(conn, last, scope=asked))
+    state = request.app.state
+    last, note = await stream_last(state)
+    if note:
+        _log.warning("no lag for /v1/status: %s", note, extra={"event": "lag_unknown"})
+    return await model.run(
+        lambda conn: queries.status(
+            conn, last, scope=asked, follows_stream=state.follows_stream, lag_note=note
+        )
+    )
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -558,6 +566,8 @@ def create_app(
     kept: int = DEFAULT_KEPT,
     debug: bool = False,
     tree: TreeLocation | None = None,
+    follows_stream: bool | None = None,
+    monitor_url: str = "",
 ) -> Any:
     """The API over the projection at ``db_path``, as an ASGI app.
 
@@ -568,6 +578,10 @@ def create_app(
     :param kept: how many answers to keep until the projection changes; 0 keeps none.
     :param tree: the notary's Merkle tree (services/notary), for ``/v1/proofs``; ``None``
         answers those 503.
+    :param follows_stream: whether a projector keeps the file up to date with the stream, so
+        that a lag means something; by default, whether ``store`` is given. A replayed file
+        served alone (``ledger up --read-only``) does not, even with a store for history.
+    :param monitor_url: the nats-server's monitoring endpoint on 127.0.0.1, for ``/metrics``.
     """
     app = Litestar(
         route_handlers=[
@@ -587,7 +601,9 @@ def create_app(
             provenance,
             status,
             healthz,
+            metrics_page,
             *LOG_ROUTES,
+            *IATI_ROUTES,
             # The dashboard's pages share this app, its read model and its query functions.
             dashboard_router(),
             # The NATS interface's AsyncAPI document, JSON and HTML; not in the OpenAPI schema.
@@ -605,8 +621,13 @@ def create_app(
             render_plugins=[JsonRenderPlugin()],
         ),
         debug=debug,
+        # Litestar's default configuration replaces the root logger's handlers with its own
+        # format; the process's one handler is services/infra/logs.py's.
+        logging_config=None,
     )
     app.state.read_model = ReadModel(db_path, wait=wait, kept=kept)
     app.state.store = store
     app.state.tree = tree
-    return SecureHeaders(_HeadAsGet(app))
+    app.state.follows_stream = store is not None if follows_stream is None else follows_stream
+    app.state.monitor_url = monitor_url
+    return SecureHeaders(_HeadAsGet(timed(app)))

@@ -192,6 +192,9 @@ class ApiServer:
             lifespan="off",
             access_log=False,
             log_level="warning",
+            # uvicorn's own handlers would print its records in its own format; without a
+            # config they reach the ledger's one handler (services/infra/logs.py).
+            log_config=None,
             timeout_keep_alive=30,
             **_http_protocol(),
         )
@@ -221,7 +224,9 @@ class ApiServer:
                 tree = TreeLocation(
                     tree_path(ledger.settings.data_dir, store.ns.stream), store.ns.stream
                 )
-                await self.serve(create_app(live, store, tree=tree), stop)
+                monitor = ledger.server.monitor_url if ledger.server is not None else ""
+                app = create_app(live, store, tree=tree, monitor_url=monitor)
+                await self.serve(app, stop)
 
         return run
 
@@ -244,7 +249,8 @@ async def serve_file(
     nc = await connect(nats_url, "ledger-api", creds=creds) if nats_url else None
     try:
         store = EventStore(nc) if nc is not None else None
-        await server.serve(create_app(Path(db), store), stop)
+        # A file served alone follows no stream, even with one for history: it has no lag.
+        await server.serve(create_app(Path(db), store, follows_stream=False), stop)
     finally:
         if nc is not None:
             await nc.drain()

@@ -131,6 +131,8 @@ async def run_demo(
 ) -> None:
     """Import the seed report, print its story, and (with ``serve``) keep serving until Ctrl-C.
 
+    Without ``serve`` the stack runs without its API, so no port is bound.
+
     :raises AlreadyRunningError: never: a running ``ledger up`` is used instead.
     """
     # A report read in a log or a README should not wrap at 80 columns.
@@ -151,7 +153,8 @@ async def run_demo(
         started.append(runtime)
         ready.set()
 
-    api = ApiServer(host, port)
+    # Without serving, no port is bound: the demo then succeeds whatever holds the API's port.
+    api = ApiServer(host, port) if serve else None
     stack = asyncio.create_task(
         run_stack(settings, stack_components(settings), on_ready=on_ready, stop=stop, api=api)
     )

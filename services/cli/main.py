@@ -22,7 +22,15 @@ from services.cli.commands import COMMANDS
 from services.cli.exit_codes import ExitCode
 from services.client.errors import ForbiddenError, IntakeUnavailableError, VersionConflict
 from services.client.importer import BadImportFileError, ImportRejectedError
+from services.client.outbox import OutboxEntryNotFoundError, OutboxFileError
+from services.iati.errors import (
+    IatiDataMissingError,
+    IatiFileError,
+    IatiInvalidError,
+    NothingToExportError,
+)
 from services.infra.config import Settings
+from services.infra.logs import FORMATS, LOG_FORMAT_VARIABLE, setup_logging
 
 __all__ = ["KINDS", "exit_code_for", "main"]
 
@@ -42,6 +50,12 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     VersionConflict: ErrorKind.CONFLICT,
     BadImportFileError: ErrorKind.INVALID,
     ImportRejectedError: ErrorKind.FAILED,
+    IatiInvalidError: ErrorKind.INVALID,
+    IatiFileError: ErrorKind.INVALID,
+    IatiDataMissingError: ErrorKind.MISSING_FILE,
+    NothingToExportError: ErrorKind.NOT_FOUND,
+    OutboxEntryNotFoundError: ErrorKind.NOT_FOUND,
+    OutboxFileError: ErrorKind.INVALID,
 }
 """The kind of every error class of the project: :data:`services.errors.KINDS` and the rest."""
 
@@ -90,9 +104,20 @@ class _LedgerGroup(click.Group):
     help="NATS credentials: an nkey seed file or a .creds file [env LEDGER_CREDS]. Without "
     "it: the matching file of <data dir>/creds/, if any.",
 )
+@click.option(
+    "--log-format",
+    envvar=LOG_FORMAT_VARIABLE,
+    default="text",
+    show_default=True,
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="How log lines are written to standard error: text for a person, json (one object "
+    f"a line, for a collector) [env {LOG_FORMAT_VARIABLE}].",
+)
 @click.version_option(package_name="activity-ledger")
 @click.pass_context
-def main(ctx: click.Context, nats_url: str | None, data_dir: str, creds: str | None) -> None:
+def main(
+    ctx: click.Context, nats_url: str | None, data_dir: str, creds: str | None, log_format: str
+) -> None:
     """Activity Ledger: every reported activity an immutable event, every figure traceable.
 
     \b
@@ -102,6 +127,7 @@ def main(ctx: click.Context, nats_url: str | None, data_dir: str, creds: str | N
     (--public without LEDGER_API_TOKEN);
     130 interrupted.
     """
+    setup_logging(log_format.lower())
     ctx.obj = Settings.load(nats_url=nats_url, data_dir=data_dir, creds=creds)
 
 

@@ -12,15 +12,18 @@ import msgspec
 from projections.db import live_path, open_reader, resolve
 from replay.rebuild import rebuild as rebuild_projections
 from services.cli.context import run_async, settings_of
-from services.infra.stack import open_ledger
+from services.cli.exit_codes import ExitCode
+from services.infra.stack import ConnectionFailedError, open_ledger
 
 __all__ = ["projection_status", "rebuild", "status"]
 
 
-def projection_status(live: Path, last_sequence: int) -> list[dict[str, Any]]:
+def projection_status(live: Path, last_sequence: int | None) -> list[dict[str, Any]]:
     """Each projection's checkpoint, lag behind ``last_sequence`` and quarantine count.
 
     :param live: the live projection path; no file there gives an empty list.
+    :param last_sequence: the stream's last sequence; ``None`` when it could not be read,
+        which leaves the lag ``None``.
     """
 
     if not resolve(live).exists():
@@ -40,7 +43,7 @@ def projection_status(live: Path, last_sequence: int) -> list[dict[str, Any]]:
             "projection": name,
             "file": str(resolve(live)),
             "checkpoint": sequence,
-            "lag": max(last_sequence - sequence, 0),
+            "lag": None if last_sequence is None else max(last_sequence - sequence, 0),
             "quarantined": quarantined,
         }
         for name, sequence in checkpoints
@@ -71,20 +74,38 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 "replicas": info.config.num_replicas,
             }
 
-    report = run_async(_status())
+    try:
+        report = run_async(_status())
+    except ConnectionFailedError as exc:
+        # The projection can still be read: show it, and say why its lag is not known.
+        report = {
+            "last_sequence": None,
+            "lag_note": f"{exc}; `ledger doctor` checks the rest",
+        }
     report["projections"] = projection_status(live_path(settings.data_dir), report["last_sequence"])
     if as_json:
         click.echo(msgspec.json.encode(report).decode())
+    if "lag_note" in report:
+        if not as_json:
+            _print_projections(report["projections"])
+            click.secho(f"{'lag':>14}: unknown: {report['lag_note']}", fg="red", err=True)
+        ctx.exit(ExitCode.UNREACHABLE)
+    if as_json:
         return
     for key, value in report.items():
         if key != "projections":
             click.echo(f"{key:>14}: {value}")
-    if not report["projections"]:
+    _print_projections(report["projections"])
+
+
+def _print_projections(found: list[dict[str, Any]]) -> None:
+    if not found:
         click.echo(f"{'projections':>14}: none yet (run `ledger up` or `ledger rebuild`)")
-    for item in report["projections"]:
+    for item in found:
+        lag = "unknown" if item["lag"] is None else item["lag"]
         click.echo(
             f"{'projection':>14}: {item['projection']} at {item['checkpoint']} "
-            f"(lag {item['lag']}, {item['quarantined']} quarantined) in {item['file']}"
+            f"(lag {lag}, {item['quarantined']} quarantined) in {item['file']}"
         )
 
 

@@ -7,7 +7,6 @@ call of :mod:`projections.queries` that the HTTP route makes, and prints rich ta
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,52 +28,20 @@ from projections.queries import (
     year_summary,
 )
 from projections.queries import provenance as provenance_of
-from projections.temporal import Scope, scope_of
+from projections.temporal import Scope
 from services.api.tables import to_rows
-from services.cli.context import settings_of
+from services.cli.context import scope_options, settings_of
 
 __all__ = ["activities", "provenance", "query"]
 
 
 def _reader_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--db``, ``--json`` and the scope (``--as-of``, ``--as-of-sequence``, ``--document``,
-    ``--release``), shared by every reader command, which takes the scope as ``scope``."""
-
-    @click.option(
-        "--as-of",
-        default=None,
-        metavar="INSTANT",
-        help="The answer as the ledger stood at this RFC 3339 instant, e.g. 2021-06-30T00:00:00Z.",
+    """The projection and its past (:func:`~services.cli.context.scope_options`) and ``--json``,
+    shared by every reader command."""
+    json_option = click.option(
+        "--json", "as_json", is_flag=True, help="Print the answer as the API's JSON."
     )
-    @click.option(
-        "--as-of-sequence",
-        type=int,
-        default=None,
-        metavar="N",
-        help="The answer as of this stream sequence.",
-    )
-    @click.option("--document", default=None, help="Only this document's figures and activities.")
-    @click.option("--release", default=None, help="As of the sequence this release states.")
-    @click.option(
-        "--db",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="A projection file (default: the data directory's live projection).",
-    )
-    @click.option("--json", "as_json", is_flag=True, help="Print the answer as the API's JSON.")
-    @functools.wraps(command)
-    def wrapper(
-        *args: Any,
-        as_of: str | None,
-        as_of_sequence: int | None,
-        document: str | None,
-        release: str | None,
-        **kwargs: Any,
-    ) -> Any:
-        scope = scope_of(as_of, as_of_sequence, document, release)
-        return command(*args, scope=scope, **kwargs)
-
-    return wrapper
+    return scope_options(json_option(command))
 
 
 def _run(ctx: click.Context, db: Path | None, call: Callable[[Any], Any]) -> Any:

@@ -19,6 +19,7 @@ from services.bootstrap import run_stack, stack_components
 from services.cli.context import run_async, settings_of
 from services.cli.demo import run_demo
 from services.cli.exit_codes import ExitCode
+from services.cli.outbox import send_after_up
 from services.infra.access import credentials_for
 from services.infra.runtime import Runtime
 
@@ -107,13 +108,18 @@ def up(
         click.echo(f"query API: {runtime.api_url} (OpenAPI at {runtime.api_url}/schema)")
         click.echo(f"dashboard: {runtime.api_url}/")
         click.echo("Ctrl-C to stop.")
+        send_after_up(settings)  # what the offices' outbox kept while the ledger was down
 
     run_async(run_stack(settings, stack_components(settings), on_ready=ready, api=api))
     click.echo("ledger stopped.")
 
 
 @click.command()
-@click.option("--no-serve", is_flag=True, help="Print the report and exit, for scripts.")
+@click.option(
+    "--no-serve",
+    is_flag=True,
+    help="Print the report and exit, for scripts; binds no port (--host and --port are unused).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address of the API.")
 @click.option(
     "--port",

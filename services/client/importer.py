@@ -30,16 +30,18 @@ from typing import IO, Any
 
 import msgspec
 
-from events.commands import Accepted, Command, Rejected
-from events.decisions import split_validation_error
+from events.commands import Accepted, Command, Rejected, ReportActivity
+from events.decisions import rejection_for, split_validation_error
 from events.envelope import utc_now
 from events.errors import FieldIssue, InvalidEventError, LedgerError
 from events.model import ActivityReported
 from events.reference import load_reference
 from events.upcasters import sources_of
+from services.client.delivery import send_waiting
 from services.client.errors import IntakeUnavailableError
 from services.client.fields import parse_field
 from services.client.office import OfficeClient
+from services.client.outbox import Entry, Outbox, WriteCommand, fingerprint_of
 
 __all__ = [
     "CSV_COLUMNS",
@@ -108,6 +110,10 @@ class ImportSummary:
     accepted: int = 0
     already_present: int = 0
     rejections: list[LineRejection] = field(default_factory=list)
+    queued: int = 0
+    """Lines kept in the outbox because intake could not be reached: sent later."""
+    waiting: int = 0
+    """Commands the outbox holds unsent once the import is over, these lines included."""
 
     @property
     def rejected(self) -> int:
@@ -118,10 +124,13 @@ class ImportSummary:
 Record = ActivityReported | LineRejection
 
 
+_IMPORT_PREFIX = "import-"
+
+
 def command_id_for(activity: ActivityReported) -> str:
     """The command id of an imported record: a hash of its content, the same on every run."""
     canonical = msgspec.json.encode(activity, order="sorted")
-    return "import-" + hashlib.sha256(canonical).hexdigest()[:40]
+    return _IMPORT_PREFIX + hashlib.sha256(canonical).hexdigest()[:40]
 
 
 def read_records(
@@ -300,6 +309,12 @@ async def import_file(
     :param window: the most commands awaiting their reply at once.
     :param max_line_bytes: the longest line accepted.
     :param on_progress: called with the number of bytes read so far.
+    When the client keeps an outbox, each batch is recorded there (one transaction a batch)
+    before it is sent and its answers after; a client without a connection only queues the
+    lines (:attr:`ImportSummary.queued`). The outbox's commands of other runs are sent after
+    the file's own, and the lines of an earlier, interrupted run of the same file are sent
+    again as lines of this one (their command ids are the same).
+
     :raises BadImportFileError: when the file cannot be imported at all; nothing is sent.
     :raises IntakeUnavailableError: when intake stops answering; importing again is safe.
     """
@@ -307,6 +322,10 @@ async def import_file(
     summary = ImportSummary()
     issued_at = utc_now()
     run = f"import-{uuid.uuid4().hex}"
+    if client.outbox is not None and client.nc is not None:
+        # What waits from single commands goes first, so that the file's reports do not
+        # overtake a queued command about the same activity.
+        await send_waiting(client, skip=_is_imported)
     with open(path, "rb") as stream:
 
         def commands() -> Iterator[tuple[tuple[int, str], Command]]:
@@ -326,6 +345,10 @@ async def import_file(
                 )
                 yield (number, record.activity_id), command
 
+        if client.outbox is not None and client.nc is None:
+            await _queue_all(client, client.outbox, commands(), summary)
+            summary.waiting = client.outbox.depth()
+            return summary
         async for (number, activity_id), reply in client.send_many(commands(), window=window):
             if isinstance(reply, Accepted):
                 if reply.duplicate:
@@ -337,7 +360,42 @@ async def import_file(
             else:
                 raise IntakeUnavailableError(f"unexpected answer to a report: {reply}")
     summary.rejections.sort(key=lambda r: r.line)
+    if client.outbox is not None:
+        await send_waiting(client)
+        summary.waiting = client.outbox.depth()
     return summary
+
+
+def _is_imported(entry: Entry) -> bool:
+    return entry.command_id.startswith(_IMPORT_PREFIX)
+
+
+async def _queue_all(
+    client: OfficeClient,
+    outbox: Outbox,
+    commands: Iterator[tuple[tuple[int, str], Command]],
+    summary: ImportSummary,
+    batch: int = 500,
+) -> None:
+    """Keep every command in the outbox, signed, ``batch`` to a transaction."""
+    kept: list[tuple[WriteCommand, str, str]] = []
+    for (number, activity_id), command in commands:
+        if not isinstance(command, ReportActivity):
+            continue
+        office = command.activity.office if client.office is None else client.office
+        try:
+            signed = await client.signed(command)
+        except InvalidEventError as exc:
+            summary.rejections.append(_rejection(number, activity_id, rejection_for(exc)))
+            continue
+        kept.append((signed, office, fingerprint_of(command, office)))
+        if len(kept) >= batch:
+            outbox.add(kept)
+            summary.queued += len(kept)
+            kept = []
+    outbox.add(kept)
+    summary.queued += len(kept)
+    summary.rejections.sort(key=lambda r: r.line)
 
 
 def _rejection(number: int, activity_id: str, reply: Rejected) -> LineRejection:

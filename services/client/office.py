@@ -4,17 +4,23 @@ Each call builds a command with a fresh command id (unless given one) and sends 
 request to the office's intake subject. On a timeout it sends the very same command again:
 the id makes intake store it once and answer with the first outcome. A refusal raises the
 ledger error that matches its code, so callers handle intake's answers like any other error.
+
+A client given an outbox (``outbox.py``) records in it, a batch at a time, the commands
+:meth:`OfficeClient.send_many` sends and their answers; ``delivery.py`` sends single commands
+and what waits through it. Without a connection (``nc`` is ``None``) a client only queues.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import getpass
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -56,6 +62,7 @@ from events.signing import sign_hash
 from events.stored import LoadedActivity
 from events.subjects import DEFAULT, Namespace
 from services.client.errors import ForbiddenError, IntakeUnavailableError, VersionConflict
+from services.client.outbox import Outbox, WriteCommand, fingerprint_of
 from services.infra.violations import refused_or
 
 __all__ = ["OfficeClient", "default_actor", "new_command_id", "raise_for"]
@@ -85,7 +92,7 @@ class OfficeClient:
 
     def __init__(
         self,
-        nc: NATS,
+        nc: NATS | None,
         office: str | None,
         namespace: Namespace = DEFAULT,
         *,
@@ -93,9 +100,11 @@ class OfficeClient:
         timeout: float = 5.0,
         patience: float = 30.0,
         seeds: dict[str, str] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         """
         :param nc: a connected client; it needs only publish rights on the intake subject.
+            ``None`` when NATS cannot be reached: commands then only go to the outbox.
         :param office: the office the commands are sent as; ``None`` sends each report as the
             office it names (revisions and withdrawals then need an office).
         :param namespace: whose intake to talk to.
@@ -105,8 +114,13 @@ class OfficeClient:
             an ``unavailable`` one: long enough to ride out a cluster electing a new leader.
         :param seeds: signing seeds by office; a command of an office found here is signed
             with its key (see :meth:`signed`).
+        :param outbox: where single commands (``delivery.py``) and imports keep each command
+            before sending it, and its answer after.
         """
         self.nc = nc
+        self.outbox = outbox
+        self.unreachable = ""
+        """Why ``nc`` is ``None``, when it is: what connecting answered."""
         self.office = office
         self.ns = namespace
         self.actor = actor or default_actor()
@@ -146,19 +160,11 @@ class OfficeClient:
         :raises ActivityNotFoundError: when no such activity was reported.
         :raises ActivityWithdrawnError: when the activity was withdrawn.
         """
-        fields: dict[str, Any] = (
-            msgspec.to_builtins(changes) if isinstance(changes, ActivityChanges) else changes
+        return await self.send(
+            self.revise_command(
+                activity_id, changes, reason, expected_version, command_id=command_id
+            )
         )
-        command = ReviseActivity(
-            command_id=command_id or new_command_id(),
-            issued_at=utc_now(),
-            actor=self.actor,
-            activity_id=activity_id,
-            changes=fields,
-            reason=reason,
-            expected_version=expected_version,
-        )
-        return await self.send(command)
 
     async def withdraw(
         self,
@@ -169,7 +175,43 @@ class OfficeClient:
         command_id: str | None = None,
     ) -> Accepted:
         """Withdraw an activity; it stays in history but counts nowhere."""
-        command = WithdrawActivity(
+        return await self.send(
+            self.withdraw_command(activity_id, reason, expected_version, command_id=command_id)
+        )
+
+    def revise_command(
+        self,
+        activity_id: str,
+        changes: dict[str, Any] | ActivityChanges,
+        reason: str,
+        expected_version: int | None = None,
+        *,
+        command_id: str | None = None,
+    ) -> ReviseActivity:
+        """The command that changes some fields of an activity (see :meth:`revise`)."""
+        fields: dict[str, Any] = (
+            msgspec.to_builtins(changes) if isinstance(changes, ActivityChanges) else changes
+        )
+        return ReviseActivity(
+            command_id=command_id or new_command_id(),
+            issued_at=utc_now(),
+            actor=self.actor,
+            activity_id=activity_id,
+            changes=fields,
+            reason=reason,
+            expected_version=expected_version,
+        )
+
+    def withdraw_command(
+        self,
+        activity_id: str,
+        reason: str,
+        expected_version: int | None = None,
+        *,
+        command_id: str | None = None,
+    ) -> WithdrawActivity:
+        """The command that withdraws an activity (see :meth:`withdraw`)."""
+        return WithdrawActivity(
             command_id=command_id or new_command_id(),
             issued_at=utc_now(),
             actor=self.actor,
@@ -177,7 +219,6 @@ class OfficeClient:
             reason=reason,
             expected_version=expected_version,
         )
-        return await self.send(command)
 
     def report_command(
         self,
@@ -229,6 +270,14 @@ class OfficeClient:
             raise ReleaseExistsError(name)
         return raise_for(reply, _activity_id(signed))
 
+    def as_office(self, office: str) -> OfficeClient:
+        """This client, sending as ``office`` (on the same connection and outbox)."""
+        if self.office == office:
+            return self
+        other = copy.copy(self)
+        other.office = office
+        return other
+
     # -- sending ---------------------------------------------------------------------------
 
     async def send(self, command: Command) -> Accepted:
@@ -264,7 +313,7 @@ class OfficeClient:
         :raises LedgerError: the error intake would answer with, when the command would be
             refused anyway (it is then not sent).
         """
-        office = self._office_of(command)
+        office = self.office_of(command)
         seed = self.seeds.get(office)
         if seed is None or isinstance(command, DescribeActivity) or command.signature:
             return command
@@ -289,7 +338,8 @@ class OfficeClient:
         signature = sign_hash(seed, content_hash(decision.event))
         return msgspec.structs.replace(command, signature=signature)
 
-    def _office_of(self, command: Request) -> str:
+    def office_of(self, command: Request) -> str:
+        """The office a command is sent as: the client's, else the office a report names."""
         if self.office is not None:
             return self.office
         if isinstance(command, ReportActivities):
@@ -304,6 +354,9 @@ class OfficeClient:
         :raises IntakeUnavailableError: when intake has not taken it within :attr:`patience`.
         :raises PermissionDeniedError: when the server refuses these credentials the subject.
         """
+        if self.nc is None:
+            raise IntakeUnavailableError("no connection to NATS")
+        nc = self.nc
         subject = self._subject(command)
         data = encode_command(command)
         reason = "no answer"
@@ -318,7 +371,7 @@ class OfficeClient:
                 # A publish the server refuses would only time out; refused_or raises
                 # PermissionDeniedError as soon as the server says so.
                 msg = await refused_or(
-                    self.nc, self.nc.request(subject, data, timeout=self.timeout), [subject]
+                    nc, nc.request(subject, data, timeout=self.timeout), [subject]
                 )
             except nats.errors.NoRespondersError:
                 # An intake whose connection is moving to another node (its node died, a
@@ -366,27 +419,30 @@ class OfficeClient:
 
         async def send(group: list[tuple[T, Command]]) -> list[tuple[T, Reply]]:
             ready: list[tuple[T, Command]] = []
-            answered: list[tuple[T, Reply]] = []
+            answered: list[tuple[T, Command, Reply]] = []
             for key, command in group:
                 try:
                     ready.append((key, await self.signed(command)))
                 except (InvalidEventError, ActivityNotFoundError, ActivityWithdrawnError) as exc:
-                    answered.append((key, rejection_for(exc)))
+                    answered.append((key, command, rejection_for(exc)))
+            await self._keep_sent([command for _, command in ready])
             if len(ready) == 1 or (ready and not isinstance(ready[0][1], ReportActivity)):
-                answered += [(key, await self.request(command)) for key, command in ready]
-                return answered
+                answered += [(key, c, await self.request(c)) for key, c in ready]
+                return await self._recorded(answered)
             for chunk in _within_batch_bytes(ready):
                 reply = None
                 reports = [c for _, c in chunk if isinstance(c, ReportActivity)]
                 if len(chunk) > 1 and len(reports) == len(chunk):
                     reply = await self.request(ReportActivities(commands=reports))
                 if isinstance(reply, Replies):
-                    answered += [(key, r) for (key, _), r in zip(chunk, reply.replies, strict=True)]
+                    answered += [
+                        (key, c, r) for (key, c), r in zip(chunk, reply.replies, strict=True)
+                    ]
                 else:
                     # One refusal for the whole request decided none of its reports (one of
                     # them was too large, say): each goes alone and gets its own answer.
-                    answered += [(key, await self.request(command)) for key, command in chunk]
-            return answered
+                    answered += [(key, c, await self.request(c)) for key, c in chunk]
+            return await self._recorded(answered)
 
         groups: dict[str, list[tuple[T, Command]]] = {}
         pending: set[asyncio.Task[list[tuple[T, Reply]]]] = set()
@@ -394,11 +450,11 @@ class OfficeClient:
         try:
             for key, command in items:
                 if isinstance(command, ReportActivity):
-                    group = groups.setdefault(self._office_of(command), [])
+                    group = groups.setdefault(self.office_of(command), [])
                     group.append((key, command))
                     if len(group) < batch:
                         continue
-                    del groups[self._office_of(command)]
+                    del groups[self.office_of(command)]
                 else:
                     group = [(key, command)]
                 while len(pending) >= in_flight:
@@ -417,8 +473,30 @@ class OfficeClient:
             for task in pending:
                 task.cancel()
 
+    async def _keep_sent(self, commands: list[Command]) -> None:
+        """Record in the outbox, in one transaction, the commands about to be sent."""
+        if self.outbox is None or not commands:
+            return
+        kept: list[tuple[WriteCommand, str, str]] = []
+        for command in commands:
+            if isinstance(command, WriteCommand):
+                office = self.office_of(command)
+                kept.append((command, office, fingerprint_of(command, office)))
+        await self.outbox.run(partial(self.outbox.add, kept, state="sent"))
+
+    async def _recorded(self, answered: list[tuple[T, Command, Reply]]) -> list[tuple[T, Reply]]:
+        """The answers by key, once the outbox has recorded them in one transaction."""
+        if self.outbox is not None:
+            outcomes = [
+                (command.command_id, reply)
+                for _, command, reply in answered
+                if isinstance(reply, Accepted | Rejected) and isinstance(command, WriteCommand)
+            ]
+            await self.outbox.run(self.outbox.record, outcomes)
+        return [(key, reply) for key, _, reply in answered]
+
     def _subject(self, command: Request) -> str:
-        return self.ns.intake(self._office_of(command))
+        return self.ns.intake(self.office_of(command))
 
 
 def raise_for(reply: Reply, activity_id: str) -> Accepted:

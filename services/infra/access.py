@@ -35,7 +35,9 @@ def embedded_server(settings: Settings) -> EmbeddedNats:
     """The embedded server of a data directory, configured with every registered user."""
     users = ensure_users(settings.data_dir, load_reference().offices)
     return EmbeddedNats(
-        settings.data_dir / "nats", extra_config=accounts_config(users, settings.namespace)
+        settings.data_dir / "nats",
+        extra_config=accounts_config(users, settings.namespace),
+        monitor=True,
     )
 
 

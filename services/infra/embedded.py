@@ -64,19 +64,26 @@ class EmbeddedNats:
         port: int = -1,
         server_name: str = "ledger-embedded",
         extra_config: str = "",
+        monitor: bool = False,
     ) -> None:
         """
         :param store_dir: where the server keeps JetStream data, its config, log and ports file.
         :param port: the client port; -1 lets the server pick a free one.
         :param server_name: the server's name, as seen in cluster and monitoring output.
         :param extra_config: more nats-server configuration, e.g. accounts.
+        :param monitor: also serve the server's monitoring endpoint (``/healthz``, ``/varz``)
+            on 127.0.0.1, on a free port: :attr:`monitor_url` once started. It answers anyone
+            who reaches it, so never beyond loopback.
         """
         self.store_dir = Path(store_dir).resolve()
         self.port = port
         self.server_name = server_name
         self.extra_config = extra_config
+        self.monitor = monitor
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.monitor_url = ""
+        """The monitoring endpoint's base URL, when :attr:`monitor` is set and it runs."""
 
     @property
     def config_path(self) -> Path:
@@ -95,7 +102,9 @@ class EmbeddedNats:
             f"host: 127.0.0.1\n"
             f"port: {self.port}\n"
             f"ports_file_dir: {json.dumps(str(self.store_dir))}\n"
-            f"log_file: {json.dumps(str(self.log_path))}\n"
+            # -1: a free port, which the ports file then names.
+            + ('http: "127.0.0.1:-1"\n' if self.monitor else "")
+            + f"log_file: {json.dumps(str(self.log_path))}\n"
             f"jetstream {{\n  store_dir: {json.dumps(str(self.store_dir / 'jetstream'))}\n}}\n"
             f"{self.extra_config}\n"
         )
@@ -131,6 +140,7 @@ class EmbeddedNats:
                     ports = None
                 if ports and ports.get("nats") and _answers(ports["nats"][0]):
                     self.url = ports["nats"][0]
+                    self.monitor_url = (ports.get("monitoring") or [""])[0]
                     return self.url
             time.sleep(0.02)
         self.stop()
@@ -141,6 +151,7 @@ class EmbeddedNats:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server: SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
         process, self.process = self.process, None
+        self.monitor_url = ""
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)

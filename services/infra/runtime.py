@@ -32,6 +32,9 @@ class Runtime(msgspec.Struct, frozen=True, kw_only=True):
     """Whether the NATS server is the embedded one that this process started."""
     nats_pid: int | None = None
     """Process id of the embedded nats-server."""
+    nats_monitor_url: str = ""
+    """The embedded nats-server's monitoring endpoint on 127.0.0.1 (``/healthz``, ``/varz``);
+    empty for an external server."""
 
 
 class AlreadyRunningError(LedgerError):

@@ -56,6 +56,8 @@ from events.store import EventStore
 from events.stored import LoadedActivity
 from events.subjects import Namespace, is_token
 from services.infra.credentials import load_credentials, users_path
+from services.infra.logs import setup_logging
+from services.infra.metrics import INTAKE_LATENCY, count_reply
 from services.infra.office_keys import RegistryFile, registry_path
 from services.infra.replies import ReplyGuard
 from services.infra.stack import Ledger, connect
@@ -94,7 +96,16 @@ class Intake:
         self.keys = keys
 
     async def handle(self, subject: str, data: bytes) -> bytes:
-        """The encoded reply to a command that arrived on ``subject``; never raises."""
+        """The encoded reply to a command that arrived on ``subject``; never raises.
+
+        Every answer is counted by outcome and code, and timed (services/infra/metrics.py).
+        """
+        with INTAKE_LATENCY.time():
+            reply = await self._answer(subject, data)
+        count_reply(reply)
+        return encode_reply(reply)
+
+    async def _answer(self, subject: str, data: bytes) -> Reply:
         try:
             reply = await self.reply_to(subject, data)
         except LedgerError as exc:
@@ -106,7 +117,7 @@ class Intake:
                 message=f"intake could not handle the command ({type(exc).__name__}); "
                 "retrying the same command is safe",
             )
-        return encode_reply(reply)
+        return reply
 
     async def reply_to(self, subject: str, data: bytes) -> Reply:
         """Decide and, when accepted, append one command (or each report of a batch).
@@ -181,6 +192,12 @@ class Intake:
         )
         for index, reply in zip(again, answers, strict=True):
             replies[index] = _report_reply(reply)
+        log.info(
+            "answered a batch of %d reports, %d new",
+            len(commands),
+            sum(isinstance(r, Accepted) and not r.duplicate for r in replies),
+            extra={"event": "batch_answered", "office": office},
+        )
         return Replies(replies=[reply for reply in replies if reply is not None])
 
     async def _reply_to_command(self, office: str, command: Command) -> Reply:
@@ -200,6 +217,8 @@ class Intake:
             registry = self.keys.current() if self.keys is not None else None
             decision = decide(command, office, loaded, self.ref, utc_now(), registry)
             if not isinstance(decision, Append):
+                if isinstance(decision, Rejected):
+                    _log_rejection(office, activity_id, command.command_id, decision)
                 return decision
             try:
                 result = await self.store.append(decision.event, decision.expected_sequence)
@@ -208,6 +227,16 @@ class Intake:
                 # now, which also finds this command's own event if a retry raced it.
                 loaded = await self.store.load(activity_id)
                 continue
+            log.debug(
+                "stored an event",
+                extra={
+                    "event": "event_stored",
+                    "office": office,
+                    "activity_id": activity_id,
+                    "sequence": result.sequence,
+                    "command_id": command.command_id,
+                },
+            )
             return Accepted(
                 event_id=decision.event.event_id,
                 activity_id=activity_id,
@@ -223,6 +252,22 @@ class Intake:
             version=loaded.version,
             sequence=loaded.last_sequence,
         )
+
+
+def _log_rejection(office: str, activity_id: str, command_id: str, rejected: Rejected) -> None:
+    # An office's refused command is the operator's business too; its fields go into the
+    # JSON line (services/infra/logs.py), and the message is the office's, bounded.
+    log.info(
+        "rejected a command: %s: %.200s",
+        rejected.code,
+        rejected.message,
+        extra={
+            "event": "command_rejected",
+            "office": office,
+            "activity_id": activity_id,
+            "command_id": command_id,
+        },
+    )
 
 
 def _report_reply(reply: Reply) -> Accepted | Rejected:
@@ -408,5 +453,5 @@ def main(argv: list[str] | None = None) -> None:
         "with credentials [env LEDGER_USERS]",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging()  # text, or JSON lines with LEDGER_LOG_FORMAT=json
     asyncio.run(_serve(args))

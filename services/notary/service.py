@@ -32,6 +32,7 @@ from events.tlog_verify import leaf_hash
 from replay.source import StreamSource
 from replay.tree import TreeGapError, TreeStore, tree_path
 from services.infra.credentials import load_credentials
+from services.infra.logs import setup_logging
 from services.infra.office_keys import ledger_seed
 from services.infra.stack import Ledger, connect
 
@@ -228,5 +229,5 @@ def main(argv: list[str] | None = None) -> None:
         help="the notary role's NATS credentials [env LEDGER_CREDS]",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging()  # text, or JSON lines with LEDGER_LOG_FORMAT=json
     asyncio.run(_serve(args))

@@ -50,6 +50,14 @@ from projections.releases import write_releases
 from replay.source import StreamSource
 from services.infra.config import server_urls
 from services.infra.credentials import Credentials, load_credentials
+from services.infra.logs import setup_logging
+from services.infra.metrics import (
+    PROJECTOR_APPLIED,
+    PROJECTOR_CHECKPOINT,
+    PROJECTOR_LAG,
+    QUARANTINED,
+    REBUILD_PROGRESS,
+)
 from services.infra.stack import Ledger, connect
 from services.infra.violations import Violations
 
@@ -118,7 +126,15 @@ class Projector:
         self._real = ensure_live(self.db)
         self._conn = open_writer(self._real)
         self.applier = Applier(self._conn)
-        _log.info("projecting into %s from sequence %d", self._real, self.applier.checkpoint())
+        checkpoint = self.applier.checkpoint()
+        _log.info(
+            "projecting into %s from sequence %d",
+            self._real,
+            checkpoint,
+            extra={"event": "projection_opened", "sequence": checkpoint},
+        )
+        PROJECTOR_CHECKPOINT.set(checkpoint)
+        self._count_quarantine()
         return self.applier
 
     def close(self) -> None:
@@ -166,14 +182,44 @@ class Projector:
         return copied
 
     async def _catch_up(self, until: int | None = None) -> int:
-        """Apply everything after the checkpoint through the bulk read (the fast path)."""
+        """Apply everything after the checkpoint through the bulk read (the fast path).
+
+        Its progress is the rebuild progress of the metrics: a catch-up from an empty or a
+        switched file is a rebuild from the stream.
+        """
         applier = self._applier()
         applied = 0
-        async for batch in self.source.read(
-            applier.checkpoint() + 1, until_seq=until, batch_size=self.batch_size
-        ):
-            applied += applier.apply(batch).applied
+        start = applier.checkpoint()
+        end = until if until is not None else await self.store.last_sequence()
+        REBUILD_PROGRESS.set(0 if end > start else 1)
+        try:
+            async for batch in self.source.read(
+                start + 1, until_seq=until, batch_size=self.batch_size
+            ):
+                result = applier.apply(batch)
+                applied += result.applied
+                self._measure(result.applied, result.quarantined, result.checkpoint)
+                if end > start:
+                    REBUILD_PROGRESS.set(min((result.checkpoint - start) / (end - start), 1.0))
+        finally:
+            REBUILD_PROGRESS.set(1)
         return applied
+
+    def _measure(self, applied: int, quarantined: int, checkpoint: int) -> None:
+        """Count a batch into the metrics, and log what went to quarantine."""
+        PROJECTOR_APPLIED.inc(applied)
+        PROJECTOR_CHECKPOINT.set(checkpoint)
+        if quarantined:
+            _log.warning(
+                "put %d events into quarantine; see `ledger status`",
+                quarantined,
+                extra={"event": "events_quarantined", "sequence": checkpoint},
+            )
+            self._count_quarantine()
+
+    def _count_quarantine(self) -> None:
+        if self._conn is not None:
+            QUARANTINED.set(self._conn.execute("SELECT count(*) FROM quarantine").fetchone()[0])
 
     async def catch_up(self) -> int:
         """Apply everything already in the stream after the checkpoint.
@@ -210,6 +256,7 @@ class Projector:
                     checkpoint = self._applier().checkpoint()
                 await self.copy_releases()
                 last = await self.store.last_sequence()
+                PROJECTOR_LAG.set(max(last - checkpoint, 0))
                 now = asyncio.get_running_loop().time()
                 if last <= checkpoint:
                     behind_since = None
@@ -241,7 +288,8 @@ class Projector:
                 if fresh and fresh != list(range(checkpoint + 1, fresh[-1] + 1)):
                     await self._catch_up(until=fresh[-1])
                 elif fresh:
-                    applier.apply(raws)
+                    result = applier.apply(raws)
+                    self._measure(result.applied, result.quarantined, result.checkpoint)
         except Exception:
             _log.exception("could not apply a batch of %d; it will be redelivered", len(messages))
             for msg in messages:
@@ -439,5 +487,5 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("LEDGER_CREDS"),
         help="the projector role's NATS credentials [env LEDGER_CREDS]",
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging(level=logging.INFO)  # text, or JSON lines with LEDGER_LOG_FORMAT=json
     asyncio.run(_main(parser.parse_args(argv)))

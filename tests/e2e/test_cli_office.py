@@ -25,8 +25,10 @@ from services.infra.embedded import EmbeddedNats
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> Iterator[str]:
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh server with the default stream, and one intake process serving it."""
+    # The office commands keep an outbox in the data directory: one of this test's own.
+    monkeypatch.setenv("LEDGER_DATA_DIR", str(tmp_path / "office"))
     with EmbeddedNats(tmp_path / "nats", server_name="office-e2e") as server:
         intake = subprocess.Popen(
             [sys.executable, "-m", "services.intake", "--nats-url", server.url],
@@ -125,10 +127,9 @@ def test_each_outcome_has_its_exit_code(url: str, tmp_path: Path) -> None:
 
 
 def test_without_a_running_ledger_the_office_is_told_to_start_one(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main,
-        ["--data-dir", str(tmp_path), "withdraw", "X", "--office", "KAZ", "--reason", "x"],
-    )
+    # Without the outbox (--no-queue), as before it: told at once, nothing kept.
+    withdraw = ["withdraw", "X", "--office", "KAZ", "--reason", "x", "--no-queue"]
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), *withdraw])
     assert result.exit_code == ExitCode.NOT_RUNNING
     assert "ledger up" in result.output
 

@@ -281,3 +281,60 @@ def test_the_document_select_narrows_the_page(page: Any):
     # Every seed activity cites that report: the same figures, narrowed and said so.
     assert page.get_by_test_id("total-people_trained").inner_text() == "1,631"
     assert page.get_by_test_id("banner-document").inner_text() == "SG report 2021 (A/76, item 109)"
+
+
+# -- the map and print -------------------------------------------------------------------------
+
+
+def test_the_map_shows_links_each_country_and_colours_those_with_figures(page: Any, tmp_path: Path):
+    page.goto("/?metric=people_trained")
+
+    world = page.get_by_role("img", name="People trained per country, in people")
+    assert world.is_visible()
+    countries = world.locator("a[data-country]")
+    assert countries.count() > 150
+    hrefs = countries.evaluate_all(
+        "links => links.map(a => [a.dataset.country, a.getAttribute('href')])"
+    )
+    assert all(href == f"/countries/{code}" for code, href in hrefs)
+    fill = "code => getComputedStyle(document.querySelector(`a[data-country=${code}] path`)).fill"
+    none = page.evaluate(fill, "FRA")
+    # The seed trains people in Kazakhstan (631) and Uzbekistan (40); Kyrgyzstan only by
+    # MULTI-1, without shares, so it has a colour of its own, neither a figure's nor none's.
+    kaz, uzb, kgz = (page.evaluate(fill, code) for code in ("KAZ", "UZB", "KGZ"))
+    assert none not in (kaz, uzb, kgz)
+    assert len({kaz, uzb, kgz}) == 3
+    assert "Kazakhstan: 631 people" in world.locator("a[data-country=KAZ] title").text_content()
+    shoot(page, tmp_path, "map")
+
+    world.locator("a[data-country=KAZ]").click()
+    page.wait_for_url("**/countries/KAZ")
+    assert page.get_by_role("heading", level=1).inner_text() == "Kazakhstan"
+
+
+def test_clicking_a_column_heading_sorts_the_table(page: Any):
+    page.goto("/countries")
+    names = page.locator("section", has=page.locator("#all-countries")).locator("tbody th a")
+    assert names.all_inner_texts() == ["Kazakhstan", "Kyrgyzstan", "Uzbekistan"]
+
+    page.get_by_role("link", name="People trained").click()
+
+    page.wait_for_url("**/countries?sort=-people_trained")
+    # 631, 40, none.
+    assert names.all_inner_texts() == ["Kazakhstan", "Uzbekistan", "Kyrgyzstan"]
+
+
+def test_a_page_prints_without_navigation_and_with_link_addresses(page: Any, tmp_path: Path):
+    page.goto("/countries/KAZ")
+    nav = page.get_by_role("navigation", name="Main")
+    assert nav.is_visible()
+
+    page.emulate_media(media="print")
+
+    assert not nav.is_visible()
+    assert not page.get_by_label("Ledger as of sequence").is_visible()
+    after = page.evaluate("getComputedStyle(document.querySelector('.refs a'), '::after').content")
+    assert after == '" (/activities/MULTI-1)"'
+    pdf = tmp_path / "country.pdf"
+    page.pdf(path=str(pdf), format="A4")
+    assert pdf.read_bytes().startswith(b"%PDF")

@@ -39,6 +39,7 @@ OPERATIONS = [
     "/v1/checkpoint",
     "/v1/proofs/inclusion",
     "/v1/proofs/consistency",
+    "/v1/iati/activities.xml",
     "/healthz",
 ]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from events.model import CountryShare, Source
 from events.store import EventStore
 from services.api.app import create_app
 from tests.factories import make_reported, make_revised, sealed
@@ -18,7 +19,15 @@ async def test_activity_page_shows_each_event_with_its_reason(store: EventStore,
     seed_projection(live)
     reported = await store.append(sealed(make_reported()), expected_sequence=0)
     await store.append(
-        sealed(make_revised(metrics={"people_trained": 575})), expected_sequence=reported.sequence
+        sealed(
+            make_revised(
+                metrics={"people_trained": 575},
+                countries=[CountryShare("KAZ", 60), CountryShare("KGZ", 40)],
+                sources=[Source("SG report 2021 (A/76, item 109)", 21)],
+                year=2020,  # sent again unchanged: no row
+            )
+        ),
+        expected_sequence=reported.sequence,
     )
 
     # httpx's ASGI transport runs the app on this loop, where the NATS client lives.
@@ -34,9 +43,23 @@ async def test_activity_page_shows_each_event_with_its_reason(store: EventStore,
     assert history.count("by <strong>test@example.org</strong>") == 2
     # Check the revision says what changed and why.
     assert "corrected against the final attendance list" in history
-    assert re.search(
-        r"<th scope=\"row\">metrics</th><td>\{[^<]*571[^<]*</td><td>\{[^<]*575", history
-    )
+    # Check the revision shows only what changed, in words, before and after.
+    revision = history[history.index("<strong>Revised</strong>") :]
+    changed = [
+        [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", revision, re.S)[1:]
+    ]
+    assert changed == [
+        ["Countries", "Kazakhstan", "→", "Kazakhstan (60%), Kyrgyzstan (40%)"],
+        ["People trained", "571 people", "→", "575 people"],
+        [
+            "Sources",
+            "para. 30 of SG report 2021 (A/76, item 109)",
+            "→",
+            "para. 21 of SG report 2021 (A/76, item 109)",
+        ],
+    ]
+    assert "{" not in history and "&#39;" not in history
     assert 'data-testid="history-note"' not in html
 
 

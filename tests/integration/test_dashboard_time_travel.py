@@ -325,7 +325,8 @@ def test_a_release_page_lists_what_changed_since(client: TestClient):
     assert "GPCC *" not in rows and "KGZ *" not in rows  # unchanged
     changed = text_of(html, "changed-activities")
     assert re.findall(r'<tr data-activity="([^"]+)"', html) == ["UZB-OP-1", "WITHDRAWN-1"]
-    assert "firearms seized 200 → 250" in changed and "active → withdrawn" in changed
+    assert "Firearms seized: 200 firearms → 250 firearms" in changed
+    assert "active → withdrawn" in changed
     assert 'href="/activities/UZB-OP-1?release=2021-H1"' in html
     assert 'href="/activities/UZB-OP-1#history"' in html
     assert 'href="/provenance?country=KAZ&amp;metric=people_trained&amp;release=2021-H1"' in html

@@ -30,7 +30,9 @@ from tests.query_seed import seed_projection
 
 PAGES = [
     "/",
+    "/?metric=people_trained",
     "/countries",
+    "/countries?sort=-people_trained&metric=firearms_seized",
     "/programmes",
     "/years",
     "/countries/KAZ",
@@ -111,7 +113,10 @@ def test_every_list_downloads_as_csv(client: TestClient, url: str):
     for link in re.findall(r'class="download" href="([^"]+)"', html):
         response = client.get(link.replace("&amp;", "&"))
         assert response.status_code == 200, (link, response.text)
-        assert response.headers["content-type"].startswith(("text/csv", "application/json"))
+        # CSV and JSON, and a draft report section as Word or Markdown (issue 21).
+        assert response.headers["content-type"].startswith(
+            ("text/csv", "application/json", "application/vnd.openxmlformats", "text/markdown")
+        )
 
 
 def test_the_dashboard_has_no_route_that_writes(client: TestClient, tmp_path: Path):
@@ -144,7 +149,9 @@ def test_overview_shows_headline_totals_and_status(client: TestClient):
     # Globally CYBER-SHARED counts whole and MULTI-1 counts: 571 + 100 + 30.
     assert re.search(r"People trained.*?>701</a>", totals, re.S)
     assert re.sub(r"\s+", " ", text_of(html, "status")) == (
-        "Projection at sequence 7 Lag unknown (no stream connection) Quarantined 0"
+        # A file served alone (no store): which sequence and instant it reflects (issue 20).
+        "Projection at sequence 7 Lag none (a file served alone: it reflects sequence 7, "
+        "recorded 2021-06-30 12:00:06 UTC, and follows no stream) Quarantined 0"
     )
     assert 'role="img"' in html and "<title" in section(html, "per-year")
 
@@ -170,7 +177,7 @@ def test_country_page_lists_multi_country_activities_apart_with_the_reason(clien
     apart = section(html, "multi-country")
     assert "/activities/MULTI-1" in apart
     assert "/activities/KAZ-TRAINING-1" not in apart
-    assert "KAZ, UZB, KGZ" in apart
+    assert "Kazakhstan, Uzbekistan, Kyrgyzstan" in apart
 
 
 def test_a_figure_links_to_the_activities_that_make_it_up(client: TestClient):
@@ -204,7 +211,7 @@ def test_activity_page_shows_state_source_and_why_history_is_missing(client: Tes
     html = get_html(client, "/activities/KAZ-TRAINING-1")
 
     assert text_of(html, "activity-status") == "Active"
-    assert text_of(html, "source") == "SG report 2021 (A/76, item 109), paragraph 30"
+    assert text_of(html, "source") == "para. 30 of SG report 2021 (A/76, item 109)"
     assert "no NATS connection" in text_of(html, "history-note")
     assert "Judges and prosecutors trained on asset recovery." in html
 

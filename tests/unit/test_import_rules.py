@@ -92,6 +92,8 @@ RULES = [
             "services.api",
             "services.client",
             "services.bootstrap",
+            "services.drafts",
+            "services.iati",
         ),
     ),
     Rule(
@@ -124,7 +126,39 @@ RULES = [
     Rule(
         "services/client imports no service: offices run it far from the stack",
         "services/client",
-        ("services.intake", "services.projector", "services.api", "services.bootstrap"),
+        (
+            "services.intake",
+            "services.projector",
+            "services.api",
+            "services.bootstrap",
+            "services.drafts",
+            "services.iati",
+        ),
+    ),
+    # Drafts and IATI are libraries that the API and the CLI serve: they read the projections
+    # and know no service (IATI's importer reports through the office client).
+    Rule(
+        "services/drafts imports no other room",
+        "services/drafts",
+        (
+            "services.intake",
+            "services.projector",
+            "services.api",
+            "services.client",
+            "services.bootstrap",
+            "services.iati",
+        ),
+    ),
+    Rule(
+        "services/iati imports no room but client and infra",
+        "services/iati",
+        (
+            "services.intake",
+            "services.projector",
+            "services.api",
+            "services.bootstrap",
+            "services.drafts",
+        ),
     ),
 ]
 

@@ -1,4 +1,5 @@
-"""Every list the dashboard shows, as CSV: the parts of a summary, whole activity lists, provenance.
+"""Every list the dashboard shows, as CSV: the parts of a summary, whole activity lists, provenance;
+and a programme's or a country's draft report section, as Word or Markdown (services/drafts).
 
 The API's CSV gives one page at a time; a person clicking "Download CSV" wants the whole list,
 so these routes page through :func:`projections.queries.list_activities` and
@@ -29,6 +30,12 @@ from services.api.dashboard.render import SCOPE_KEYS, Scoped, asked_by
 from services.api.dashboard.views import parse_year
 from services.api.read_model import ReadModel
 from services.api.tables import Fetch, stream_csv, to_csv
+from services.drafts.compose import compose_draft
+from services.drafts.document import DraftFacts
+from services.drafts.docx import to_docx
+from services.drafts.gather import gather_draft
+from services.drafts.markdown import to_markdown
+from services.drafts.sentences import load_sentences
 
 __all__ = ["DOWNLOADS", "CsvStream", "csv_response"]
 
@@ -100,8 +107,8 @@ async def csv_response(
     return CsvStream(chunks, media_type=media_type, headers=headers)
 
 
-def _download(path: str, *params: str) -> Any:
-    """A CSV route that accepts only the named query parameters and those of a scope."""
+def _download(path: str | list[str], *params: str) -> Any:
+    """A download route that accepts only the named query parameters and those of a scope."""
     return get(
         path,
         opt={"query": frozenset({*params, *SCOPE_KEYS})},
@@ -230,5 +237,56 @@ async def summary_csv(
     return _csv(to_csv(cells, Cell), answer.as_of, filename)
 
 
-DOWNLOADS = [activities_csv, provenance_csv, summary_csv]
-"""Every CSV route, for the dashboard's router."""
+_DRAFT_TYPES = {
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "md": "text/markdown",
+}
+
+
+async def _draft(
+    request: Request, scoped: Scoped, kind: str, key: str, year: str | None
+) -> Response:
+    """The draft section of one programme or country, in the format the path ends with."""
+    form = request.url.path.rpartition(".")[2]
+    narrowed = parse_year(year)
+    programmes, countries = ([key], []) if kind == "programme" else ([], [key])
+
+    def write(conn: Any) -> tuple[DraftFacts, bytes]:
+        # Composing and writing a Word file of a large section takes a second or more: in the
+        # worker, with the reading, never on the event loop.
+        facts = gather_draft(
+            conn, programmes=programmes, countries=countries, year=narrowed, scope=scoped.scope
+        )
+        draft = compose_draft(facts, load_sentences())
+        return facts, to_docx(draft) if form == "docx" else to_markdown(draft).encode("utf-8")
+
+    facts, data = await request.app.state.read_model.run(write)
+    code = facts.sections[0].code
+    name = f"draft-{kind}-{code}" + (f"-{narrowed}" if narrowed is not None else "")
+    return Response(
+        data,
+        media_type=_DRAFT_TYPES[form],
+        headers={**_attachment(f"{name}.{form}"), **_as_of_headers(facts.as_of)},
+    )
+
+
+@_download(
+    ["/programmes/{programme:str}/draft.docx", "/programmes/{programme:str}/draft.md"], "year"
+)
+async def programme_draft(
+    request: Request, scoped: Scoped, programme: FromPath[str], year: FromQuery[str | None] = None
+) -> Response:
+    """A programme's draft report section, every figure footnoted to its events."""
+    return await _draft(request, scoped, "programme", programme, year)
+
+
+@_download(["/countries/{country:str}/draft.docx", "/countries/{country:str}/draft.md"], "year")
+async def country_draft(
+    request: Request, scoped: Scoped, country: FromPath[str], year: FromQuery[str | None] = None
+) -> Response:
+    """A country's draft report section, every figure footnoted to its events."""
+    return await _draft(request, scoped, "country", country, year)
+
+
+DOWNLOADS = [activities_csv, provenance_csv, summary_csv, programme_draft, country_draft]
+"""Every download route (CSV and drafts), for the dashboard's router."""

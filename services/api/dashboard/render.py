@@ -23,6 +23,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, SkipValidation
 from markupsafe import Markup, escape
 
+from events.reference import load_reference
 from projections.answers import AsOf, Timeline
 from projections.temporal import Scope, scope_of
 from services.api.dashboard.format import (
@@ -236,6 +237,12 @@ class Page:
         """The same page, now and over every document."""
         return href(self.asked.path, **dict(self.asked.params))
 
+    def sorted_by(self, sort: str) -> str:
+        """The same page, at the same moment, with its tables sorted by ``sort``."""
+        return href(
+            self.asked.path, **{**dict(self.asked.params), "sort": sort}, **self.asked.keep()
+        )
+
     def here(self, **scope: Any) -> str:
         """The same page as of another moment or document (its cursor left out)."""
         return href(self.asked.path, **dict(self.asked.params), **scope)
@@ -320,6 +327,7 @@ def _environment() -> jinja2.Environment:
         metric_unit=metric_unit,
         kind_label=kind_label,
         segment=segment,
+        country_name=lambda code: load_reference().country_name(str(code)),
     )
     env.globals.update(href=href)
     return env

@@ -43,6 +43,7 @@ from projections.temporal import Scope
 from replay.history import HistoryEntry, activity_history
 from services.api.dashboard.charts import column_chart, row_chart
 from services.api.dashboard.format import ACTIVITY_COUNT, metric_label, metric_unit
+from services.api.dashboard.history_text import tell_history
 from services.api.dashboard.render import (
     SCOPE_KEYS,
     Asked,
@@ -52,13 +53,16 @@ from services.api.dashboard.render import (
     render,
     segment,
 )
+from services.api.dashboard.sorting import parse_sort, sort_cells
 from services.api.dashboard.views import (
     ActivityChange,
     FigureChange,
+    MapPanel,
     activity_change,
     blank,
     cell_bars,
     cell_changes,
+    map_panel,
     metrics_of,
     parse_year,
     pick_metric,
@@ -66,6 +70,7 @@ from services.api.dashboard.views import (
     top_cells,
     total_changes,
 )
+from services.api.lag import stream_last
 
 __all__ = ["PAGES", "PAGE_SIZE"]
 
@@ -126,23 +131,16 @@ async def _page_of(request: Request, title: str, as_of: AsOf, asked: Asked) -> P
     return Page(title, as_of, asked, timeline, documents)
 
 
-async def _stream_last(store: EventStore | None) -> int | None:
-    if store is None:
-        return None
-    try:
-        return await asyncio.wait_for(store.last_sequence(), _NATS_TIMEOUT)
-    except Exception:  # the badge still helps without the stream's side
-        _log.warning("could not read the stream's last sequence", exc_info=True)
-        return None
-
-
 # -- overview and indexes ----------------------------------------------------------------------
 
 
-@_page("/")
-async def overview(request: Request, scoped: Scoped) -> Response:
-    """Headline totals, activities per year, the top countries and programmes, and status."""
-    last = await _stream_last(request.app.state.store)
+@_page("/", "metric")
+async def overview(request: Request, metric: Text = None, *, scoped: Scoped) -> Response:
+    """Headline totals, the world map, activities per year, the top countries and programmes,
+    and status."""
+    # The badge's lag, or why there is none and what to do (services/api/lag.py).
+    last, note = await stream_last(request.app.state)
+    follows = request.app.state.follows_stream
     scope = scoped.scope
     total, years, countries, programmes, status = await _read(
         request,
@@ -152,15 +150,18 @@ async def overview(request: Request, scoped: Scoped) -> Response:
                 queries.list_years(conn, scope=scope),
                 queries.list_countries(conn, scope=scope),
                 queries.list_programmes(conn, scope=scope),
-                queries.status(conn, last, scope=scope),
+                queries.status(conn, last, scope=scope, follows_stream=follows, lag_note=note),
             )
         ),
     )
     top_countries = top_cells(countries.items, TOP)
     top_programmes = top_cells(programmes.items, TOP)
+    page = await _page_of(request, "Overview", years.as_of, scoped)
     return render(
         "overview.html",
-        await _page_of(request, "Overview", years.as_of, scoped),
+        page,
+        world=_world(page, countries.items, metric),
+        map_metrics=metrics_of(countries.items),
         total=total,
         years=years.items,
         counts={
@@ -192,32 +193,65 @@ async def overview(request: Request, scoped: Scoped) -> Response:
     )
 
 
-def _index(page: Page, key: str, cells: list[Cell], csv: str) -> Response:
-    return render("index.html", page, key=key, cells=cells, metrics=metrics_of(cells), csv=csv)
+def _world(page: Page, cells: list[Cell], metric: str | None) -> MapPanel:
+    """The world map of the metric asked (activities counted by default) over the countries.
+
+    :raises BadParameterError: naming ``metric`` when no country has a figure of it.
+    """
+    chosen = pick_metric(blank(metric), metrics_of(cells))
+    return map_panel(cells, chosen, lambda code: page.link(f"/countries/{code}"))
 
 
-@_page("/countries")
-async def countries(request: Request, scoped: Scoped) -> Response:
-    """Every country with activities, and its figures."""
+def _index(
+    page: Page,
+    key: str,
+    cells: list[Cell],
+    csv: str,
+    sort: str | None,
+    world: MapPanel | None = None,
+) -> Response:
+    metrics = metrics_of(cells)
+    order = parse_sort(sort, metrics)
+    return render(
+        "index.html",
+        page,
+        key=key,
+        cells=sort_cells(cells, order, key),
+        order=order,
+        metrics=metrics,
+        csv=csv,
+        world=world,
+        map_metrics=metrics,
+    )
+
+
+@_page("/countries", "sort", "metric")
+async def countries(
+    request: Request, sort: Text = None, metric: Text = None, *, scoped: Scoped
+) -> Response:
+    """Every country with activities, its figures, and a world map of one of them."""
     answer = await _read(request, lambda conn: queries.list_countries(conn, scope=scoped.scope))
     page = await _page_of(request, "Countries", answer.as_of, scoped)
-    return _index(page, "country", answer.items, page.api("/v1/countries", format="csv"))
+    csv = page.api("/v1/countries", format="csv")
+    world = _world(page, answer.items, metric)
+    return _index(page, "country", answer.items, csv, sort, world)
 
 
-@_page("/programmes")
-async def programmes(request: Request, scoped: Scoped) -> Response:
+@_page("/programmes", "sort")
+async def programmes(request: Request, sort: Text = None, *, scoped: Scoped) -> Response:
     """Every programme with activities, and its figures."""
     answer = await _read(request, lambda conn: queries.list_programmes(conn, scope=scoped.scope))
     page = await _page_of(request, "Programmes", answer.as_of, scoped)
-    return _index(page, "programme", answer.items, page.api("/v1/programmes", format="csv"))
+    csv = page.api("/v1/programmes", format="csv")
+    return _index(page, "programme", answer.items, csv, sort)
 
 
-@_page("/years")
-async def years(request: Request, scoped: Scoped) -> Response:
+@_page("/years", "sort")
+async def years(request: Request, sort: Text = None, *, scoped: Scoped) -> Response:
     """Every year with activities, and its figures."""
     answer = await _read(request, lambda conn: queries.list_years(conn, scope=scoped.scope))
     page = await _page_of(request, "Years", answer.as_of, scoped)
-    return _index(page, "year", answer.items, page.api("/v1/years", format="csv"))
+    return _index(page, "year", answer.items, page.api("/v1/years", format="csv"), sort)
 
 
 # -- country, programme and year ---------------------------------------------------------------
@@ -259,6 +293,7 @@ def _summary_page(
     metric: str | None,
     parts: list[tuple[str, str]],
     cursor: str | None,
+    sort: str | None,
 ) -> Response:
     """One page shape for a country, a programme and a year.
 
@@ -268,6 +303,7 @@ def _summary_page(
     """
     metrics = sorted(summary.totals)
     chosen = pick_metric(metric, metrics)
+    order = parse_sort(sort, metrics)
     keys = {"country": summary.country, "programme": summary.programme, "year": summary.year}
     breakdowns: list[_Breakdown] = [
         {"part": part, "key": cell_key, "cells": getattr(summary, part) or []}
@@ -304,20 +340,24 @@ def _summary_page(
         metrics=metrics,
         metric=chosen,
         chart=chart,
-        breakdowns=breakdowns,
+        breakdowns=[
+            {**part, "cells": sort_cells(part["cells"], order, part["key"])} for part in breakdowns
+        ],
+        order=order,
         listing=listing,
         links=_list_links(page, base, listing, cursor, filters, {"year": narrowed}),
         csv_base=f"/csv/{scope}/{segment(key)}",
     )
 
 
-@_page("/countries/{country:str}", "year", "metric", "cursor")
+@_page("/countries/{country:str}", "year", "metric", "cursor", "sort")
 async def country(
     request: Request,
     country: FromPath[str],
     year: Text = None,
     metric: Text = None,
     cursor: Text = None,
+    sort: Text = None,
     *,
     scoped: Scoped,
 ) -> Response:
@@ -345,16 +385,18 @@ async def country(
         metric=metric,
         parts=[("by_year", "year"), ("by_programme", "programme")],
         cursor=cursor,
+        sort=sort,
     )
 
 
-@_page("/programmes/{programme:str}", "year", "metric", "cursor")
+@_page("/programmes/{programme:str}", "year", "metric", "cursor", "sort")
 async def programme(
     request: Request,
     programme: FromPath[str],
     year: Text = None,
     metric: Text = None,
     cursor: Text = None,
+    sort: Text = None,
     *,
     scoped: Scoped,
 ) -> Response:
@@ -387,15 +429,17 @@ async def programme(
         metric=metric,
         parts=[("by_year", "year"), ("by_country", "country")],
         cursor=cursor,
+        sort=sort,
     )
 
 
-@_page("/years/{year:int}", "metric", "cursor")
+@_page("/years/{year:int}", "metric", "cursor", "sort")
 async def year(
     request: Request,
     year: FromPath[int],
     metric: Text = None,
     cursor: Text = None,
+    sort: Text = None,
     *,
     scoped: Scoped,
 ) -> Response:
@@ -422,6 +466,7 @@ async def year(
         metric=metric,
         parts=[("by_programme", "programme"), ("by_country", "country")],
         cursor=cursor,
+        sort=sort,
     )
 
 
@@ -461,7 +506,7 @@ async def activity(request: Request, activity_id: FromPath[str], scoped: Scoped)
         detail=detail,
         country_names={p.country: ref.country_name(p.country) for p in detail.countries},
         programme_name=_programme_name(detail.programme),
-        history=history,
+        history=tell_history(history),
         history_note=note,
     )
 

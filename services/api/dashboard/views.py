@@ -11,19 +11,29 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from markupsafe import Markup
+from msgspec import to_builtins
+
+from events.reference import load_reference
 from projections.answers import ActivityDetail, ActivityItem, AsOf, Cell
 from projections.errors import BadParameterError
+from replay.history import FieldChange
 from services.api.dashboard.charts import Bar
-from services.api.dashboard.format import ACTIVITY_COUNT, format_number, metric_unit
+from services.api.dashboard.format import ACTIVITY_COUNT, format_number, metric_label, metric_unit
+from services.api.dashboard.history_text import change_rows
+from services.api.dashboard.sorting import Sort, sort_cells
+from services.api.dashboard.worldmap import Band, MapFigure, on_map, world_map
 
 __all__ = [
     "ActivityChange",
     "FigureChange",
+    "MapPanel",
     "activity_change",
     "blank",
     "cell_bars",
     "cell_changes",
     "cell_value",
+    "map_panel",
     "metrics_of",
     "parse_sequence",
     "parse_year",
@@ -143,6 +153,49 @@ def pick_metric(metric: str | None, available: Iterable[str]) -> str:
     return metric
 
 
+# -- the world map -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapPanel:
+    """A world map of one metric over the countries, with what its template needs around it."""
+
+    metric: str
+    svg: Markup
+    bands: list[Band]
+    off_map: list[Cell]
+    """Countries with a figure that a 1:110m map does not draw (small states), by name."""
+    apart: int
+    """Countries with no figure of their own that multi-country activities without shares
+    name."""
+
+
+def map_panel(cells: list[Cell], metric: str, link: Callable[[str], str]) -> MapPanel:
+    """The map of ``metric`` (or of activities counted, ``*``) over the countries' cells.
+
+    :param link: the URL of a country's page, from its code.
+    """
+    figures = {
+        cell.country: MapFigure(cell.name, cell_value(cell, metric), cell.multi_country)
+        for cell in cells
+        if cell.country is not None
+    }
+    names = {code: entry.name for code, entry in load_reference().countries.items()}
+    unit = metric_unit(metric)
+    title = (
+        "Activities counted per country"
+        if metric == ACTIVITY_COUNT
+        else f"{metric_label(metric)} per country, in {unit or 'its unit'}"
+    )
+    svg, bands = world_map(figures, names=names, link=link, title=title, unit=unit)
+    off_map = sorted(
+        (c for c in cells if c.country and not on_map(c.country) and cell_value(c, metric) > 0),
+        key=lambda c: c.name,
+    )
+    apart = sum(1 for f in figures.values() if f.value <= 0 and f.multi_country)
+    return MapPanel(metric, svg, bands, off_map, apart)
+
+
 # -- what changed between two moments (the release page) ---------------------------------------
 
 
@@ -191,12 +244,13 @@ def total_changes(then: _Figures, now: _Figures) -> list[FigureChange]:
 
 def cell_changes(then: Iterable[Cell], now: Iterable[Cell], key: str) -> list[FigureChange]:
     """Every figure of a list of cells (by ``key``: country, programme or year) that differs,
-    a cell that appeared or went away counting from or to nothing."""
+    a cell that appeared or went away counting from or to nothing; by name, as shown."""
     before = {getattr(cell, key): cell for cell in then}
     after = {getattr(cell, key): cell for cell in now}
+    cells = [after.get(code) or before[code] for code in set(before) | set(after)]
     changes = []
-    for code in sorted(set(before) | set(after), key=str):
-        cell = after.get(code) or before[code]
+    for cell in sort_cells(cells, Sort(), key):
+        code = getattr(cell, key)
         name = cell.name or str(code)
         for metric, old, new in _differences(before.get(code), after.get(code)):
             changes.append(FigureChange(code, name, metric, old, new))
@@ -222,13 +276,13 @@ def activity_change(item: ActivityItem, then: ActivityDetail | None) -> Activity
         changes.append(f"{then.status} → {item.status}")
     if then.title != item.title:
         changes.append("title changed")
-    for metric in sorted(set(then.metrics) | set(item.metrics)):
-        old, new = then.metrics.get(metric), item.metrics.get(metric)
-        if old != new:
-            shown = [format_number(v) if v is not None else "none" for v in (old, new)]
-            changes.append(f"{metric.replace('_', ' ')} {shown[0]} → {shown[1]}")
-    if then.countries != item.countries:
-        changes.append("countries changed")
+    # In the words of the activity's history: metrics by label with units, countries by name.
+    for field, old, new in (
+        ("metrics", then.metrics, item.metrics),
+        ("countries", to_builtins(then.countries), to_builtins(item.countries)),
+    ):
+        for row in change_rows(FieldChange(field, old, new)):
+            changes.append(f"{row.field}: {row.before} → {row.after}")
     if then.programme != item.programme or then.year != item.year:
         changes.append("programme or year changed")
     return ActivityChange(item, then, changes or ["other details changed"])
