@@ -30,26 +30,17 @@ _FORMAT = "text/html"
 """FileFormat (IANA media type) of a UN document's page."""
 
 
-_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
-_ATTRIBUTE = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        '"': "&quot;",
-        "\n": "&#10;",
-        "\t": "&#9;",
-        "\r": "&#13;",
-    }
-)
-
-
 def _text(value: str) -> str:
-    return value.translate(_TEXT)
+    # str.replace, not str.translate with a table: translate looks every character up in a
+    # dict and cost 35 µs of an activity's ~290 (bench/iati.py); replace is a C scan that
+    # returns the very string when there is nothing to escape.
+    return (
+        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
 
 
 def _attribute(value: str) -> str:
-    return value.translate(_ATTRIBUTE)
+    return _text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
 
 
 def _attributes(pairs: Iterable[tuple[str, str]]) -> str:
