@@ -20,14 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import msgspec
 from nats.aio.client import Client as NATS
 from rich.console import Console
 
 from events.commands import Accepted, Rejected
-from events.decisions import split_validation_error
-from events.errors import FieldIssue, InvalidEventError
-from events.model import ActivityReported
 from services.cli.context import file_progress, run_async, settings_of
 from services.client.delivery import Queued, send_waiting
 from services.client.delivery import submit as deliver
@@ -37,6 +33,7 @@ from services.client.importer import (
     DEFAULT_MAX_LINE_BYTES,
     ImportRejectedError,
     ImportSummary,
+    activity_from_json,
     import_file,
     write_rejects,
 )
@@ -245,14 +242,7 @@ def report(
 
     Example: ledger report training.json
     """
-    try:
-        activity = msgspec.json.decode(file.read(), type=ActivityReported)
-    except msgspec.ValidationError as exc:
-        field, message = split_validation_error(exc)
-        raise InvalidEventError([FieldIssue(field, message)]) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidEventError([FieldIssue("", f"{file.name} is not JSON: {exc}")]) from None
-
+    activity = activity_from_json(file.read(), getattr(file, "name", "the input"))
     outcome = run_async(
         submit(
             settings_of(ctx),

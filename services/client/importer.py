@@ -204,6 +204,25 @@ def _skip_rest_of_line(stream: IO[bytes]) -> int:
 _json_decoder = msgspec.json.Decoder(ActivityReported)
 
 
+def activity_from_json(text: str | bytes, where: str = "") -> ActivityReported:
+    """One activity from a JSON object in the form of a line of an import file (version 2, or
+    version 1 with one ``source``, as data/activities.jsonl has it): ``ledger report``'s input.
+
+    :param where: names the input in an error (a file name).
+    :raises InvalidEventError: naming the field and what is wrong with it.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEventError([FieldIssue("", f"{where} is not UTF-8 text: {exc}")]) from None
+    record = _json_line(1, text)
+    if isinstance(record, LineRejection):
+        message = f"{where} is {record.message}" if where and not record.field else record.message
+        raise InvalidEventError([FieldIssue(record.field, message)])
+    return record
+
+
 def _json_line(number: int, text: str) -> Record:
     try:
         if '"source"' in text:

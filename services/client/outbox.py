@@ -19,8 +19,10 @@ row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -292,6 +294,11 @@ class Outbox:
         """Open (and create, the first time) ``<data_dir>/outbox.db``."""
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = outbox_path(data_dir)
+        # The office's commands, its activities' texts and its signatures: for its owner only
+        # from the start (SQLite would make the file 0644 less the umask; its -wal and -shm
+        # files take the file's mode).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         self._local = threading.local()
         self._worker: ThreadPoolExecutor | None = None
         self._opened: list[sqlite3.Connection] = []

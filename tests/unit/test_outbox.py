@@ -207,3 +207,14 @@ def test_a_tampered_command_is_refused_with_the_way_to_remove_it(box: Outbox) ->
     assert entry is not None
     with pytest.raises(OutboxFileError, match=f"ledger outbox drop {command_id}"):
         _ = entry.command
+
+
+def test_the_outbox_file_is_its_owners_alone(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path)
+    command = report()
+    try:
+        outbox.add([(command, "KAZ", fingerprint_of(command, "KAZ"))])
+    finally:
+        outbox.close()
+    # 0600 from its creation, whatever the umask: it holds the office's signed commands.
+    assert (tmp_path / "outbox.db").stat().st_mode & 0o777 == 0o600
