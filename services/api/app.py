@@ -214,10 +214,8 @@ async def _check_query(request: Request) -> None:
     allowed = request.route_handler.opt.get("query", _COMMON)
     for name in request.query_params:
         if name not in allowed:
-            raise BadParameterError(
-                name,
-                f"unknown query parameter; this route takes {', '.join(sorted(allowed))}",
-            )
+            takes = ", ".join(sorted(allowed)) or "no query parameters"
+            raise BadParameterError(name, f"unknown query parameter; this route takes {takes}")
 
 
 # -- scope -------------------------------------------------------------------------------------

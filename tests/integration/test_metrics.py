@@ -135,6 +135,7 @@ def test_metrics_take_no_query_parameter(client: TestClient) -> None:
     response = client.get("/metrics?name[]=x")
     assert response.status_code == 400
     assert response.json()["field"] == "name[]"
+    assert response.json()["message"].endswith("this route takes no query parameters")
 
 
 def test_a_file_served_alone_says_what_it_reflects(live: Path) -> None:
