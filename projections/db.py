@@ -116,6 +116,15 @@ def resolve(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+WAL_CHECKPOINT_PAGES = 16_000
+"""Pages the live projection's WAL holds before a commit copies them into the file (SQLite's
+default is 1,000). A batch of the live applier dirties ~560 pages of the file's many b-trees
+(20 events at 100k, measured), so at 1,000 the copy and its fsync ran every other commit and
+took 45% of the applier's time; the hot pages (rollups, index roots) are copied once per
+checkpoint whatever their number of commits, so at 16,000 (64 MB of WAL at most) the same
+batches took 24% less in all (2.61 s against 3.43 s for 3,000 events in batches of 20)."""
+
+
 def open_writer(path: Path, *, bulk: bool = False) -> sqlite3.Connection:
     """Open (creating if needed) a projection database for writing, in WAL mode.
 
@@ -141,6 +150,7 @@ def open_writer(path: Path, *, bulk: bool = False) -> sqlite3.Connection:
     # the last transactions on power loss, which the checkpoint then replays.
     conn.execute(f"PRAGMA synchronous = {'OFF' if bulk else 'NORMAL'}")
     conn.execute("PRAGMA cache_size = -32000")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
     create_schema(conn, indexes=not bulk)
     return conn
 
