@@ -27,8 +27,9 @@ file are that command's own. A rejection names the line of the activity in the I
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
-import uuid
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
@@ -328,9 +329,12 @@ async def import_iati(
     size = path.stat().st_size
     lines: list[int] = []
     rejections: list[LineRejection] = []
-    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.jsonl")
+    # In the temporary directory, not beside the IATI file: its folder may be read-only (a
+    # mounted share), and tempfile makes the file its owner's alone (0600).
+    handle, name = tempfile.mkstemp(prefix="ledger-iati-", suffix=".jsonl")
+    staged = Path(name)
     try:
-        with open(staged, "xb") as out:
+        with os.fdopen(handle, "wb") as out:
             for line, record in records_of(
                 path,
                 office=office,

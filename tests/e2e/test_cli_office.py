@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -21,27 +20,6 @@ from bench.synthetic import synthetic_activities
 from events.store import EventStore
 from services.cli.exit_codes import ExitCode
 from services.cli.main import main
-from services.infra.embedded import EmbeddedNats
-
-
-@pytest.fixture
-def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh server with the default stream, and one intake process serving it."""
-    # The office commands keep an outbox in the data directory: one of this test's own.
-    monkeypatch.setenv("LEDGER_DATA_DIR", str(tmp_path / "office"))
-    with EmbeddedNats(tmp_path / "nats", server_name="office-e2e") as server:
-        intake = subprocess.Popen(
-            [sys.executable, "-m", "services.intake", "--nats-url", server.url],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert intake.stdout is not None
-            assert intake.stdout.readline().startswith("intake ready")
-            yield server.url
-        finally:
-            intake.terminate()
-            intake.wait(10)
 
 
 def ledger(url: str, *args: str, stdin: str | None = None) -> Result:

@@ -4,9 +4,6 @@ files made by the projector's applier (the seed report, and a ledger with a brok
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,6 @@ from projections.db import ensure_live, live_path, open_writer
 from services.cli.demo import read_dataset
 from services.cli.exit_codes import ExitCode
 from services.cli.main import main
-from services.infra.embedded import EmbeddedNats
 from tests.factories import make_reported, sealed
 from tests.iati_seed import seed_report_projection
 from tests.query_seed import raw_messages, seed_projection
@@ -122,24 +118,6 @@ def test_validate_names_the_missing_start_date(seeded: Path, tmp_path: Path):
     identifier = first.findtext("iati-identifier")
     assert f"activity {identifier}: activity-date: [6.11.1]" in result.output
     assert "must have a planned start date or an actual start date" in result.output
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> Iterator[str]:
-    """A fresh server with the default stream, and one intake process serving it."""
-    with EmbeddedNats(tmp_path / "nats", server_name="iati-e2e") as server:
-        intake = subprocess.Popen(
-            [sys.executable, "-m", "services.intake", "--nats-url", server.url],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert intake.stdout is not None
-            assert intake.stdout.readline().startswith("intake ready")
-            yield server.url
-        finally:
-            intake.terminate()
-            intake.wait(10)
 
 
 def test_import_reports_through_intake_writes_rejects_and_is_idempotent(url: str, tmp_path: Path):
