@@ -14,6 +14,9 @@ Two measurements, each beside a raw baseline taken in the same run:
    is the time from its acknowledgement reaching this process to the first answer that shows
    it: an upper bound, too high by at most one poll (interval plus round trip, both printed).
    The baseline is a bare JetStream publish-ack round trip on the same server at the same rate.
+   It measures both places the projector can run (``--projector``), one after the other: on
+   ``ledger up``'s event loop, beside intake and the API, and in a process of its own
+   (``ledger up --projector-process``, as the compose file runs it).
 
    This bench found that the API's sockets lacked ``TCP_NODELAY``, which held the body of every
    keep-alive answer after the first for the client's delayed ACK (40 ms on Linux);
@@ -84,19 +87,26 @@ def _ms(values: list[float]) -> str:
     return f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {max(values, default=0.0) * 1000:7.1f} ms"
 
 
+TOPOLOGIES = {"in-process": (), "own-process": ("--projector-process",)}
+"""Where the projector runs under ``ledger up``: the flags that say so."""
+
+
 # -- ledger up as a child process --------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def ledger_up(data_dir: Path, nats_url: str | None) -> Iterator[dict]:
-    """``ledger up --port 0`` on ``data_dir`` in a process of its own; its ``runtime.json``."""
+def ledger_up(data_dir: Path, nats_url: str | None, *flags: str) -> Iterator[dict]:
+    """``ledger up --port 0 [flags]`` on ``data_dir`` in a process of its own; its
+    ``runtime.json``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     env["LEDGER_DATA_DIR"] = str(data_dir)
     if nats_url:
         env["LEDGER_NATS_URL"] = nats_url
     command = [sys.executable, "-c", "from services.cli.main import main; main()"]
-    log = (data_dir.parent / "ledger-up.log").open("w")
-    proc = subprocess.Popen([*command, "up", "--port", "0"], env=env, stdout=log, stderr=log)
+    log = (data_dir.parent / f"ledger-up-{data_dir.name}.log").open("w")
+    proc = subprocess.Popen(
+        [*command, "up", "--port", "0", *flags], env=env, stdout=log, stderr=log
+    )
     try:
         runtime_file = data_dir / "runtime.json"
         deadline = time.monotonic() + 60
@@ -280,7 +290,7 @@ async def live(nats_url: str, api_url: str, data_dir: Path, args: argparse.Names
         Path(args.dump).write_text(json.dumps(rows))
     p99 = _percentile(vis.latencies, 0.99) * 1000
     print(
-        f"\nlive path: {count:,} reports through intake in {took:.1f} s "
+        f"\nlive path, {args.topology}: {count:,} reports through intake in {took:.1f} s "
         f"= {count / took:,.0f}/s achieved (asked {args.rate:,.0f}/s), each its own request"
     )
     print(f"  intake round trip (send to ack)    {_ms(intake_rtts)}")
@@ -430,15 +440,23 @@ def main() -> None:
         "--nats-url", default=None, help="an external server for both parts (no embedded one)"
     )
     parser.add_argument("--dump", help="write (ack time, latency) pairs here, as JSON")
+    parser.add_argument(
+        "--projector",
+        choices=sorted(TOPOLOGIES),
+        action="append",
+        help="where the projector runs: on ledger up's event loop, in a process of its own "
+        "(ledger up --projector-process), or both, one after the other (the default)",
+    )
     parser.add_argument("--skip-live", action="store_true", help="only the catch-up")
     parser.add_argument("--skip-catch-up", action="store_true", help="only the live path")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ledger-bench-latency-") as tmp:
         scratch = Path(tmp)
-        if not args.skip_live:
-            data_dir = scratch / "data"
+        for topology in [] if args.skip_live else args.projector or sorted(TOPOLOGIES):
+            data_dir = scratch / f"data-{topology}"
             data_dir.mkdir()
-            with ledger_up(data_dir, args.nats_url) as runtime:
+            args.topology = f"projector {topology}"
+            with ledger_up(data_dir, args.nats_url, *TOPOLOGIES[topology]) as runtime:
                 asyncio.run(live(runtime["nats_url"], runtime["api_url"], data_dir, args))
         if not args.skip_catch_up:
             with bench_server(args.nats_url) as url:

@@ -200,16 +200,20 @@ class Applier:
         *,
         codec: Codec = DEFAULT_CODEC,
         projection: str = PROJECTION,
+        marks: bool = True,
     ) -> None:
         """
         :param conn: a read-write connection in autocommit mode (``isolation_level=None``), as
             :func:`projections.db.open_writer` gives; the applier manages transactions itself.
         :param codec: decodes and upcasts the stored events.
         :param projection: the checkpoint's name.
+        :param marks: write the marks a batch passes in its transaction; ``False`` leaves
+            them to :func:`projections.marks.fill_marks` (the live projector's thread).
         """
         self.conn = conn
         self.codec = codec
         self.projection = projection
+        self.marks = marks
 
     def checkpoint(self) -> int:
         """The last stream sequence applied; 0 for a fresh database."""
@@ -250,7 +254,8 @@ class Applier:
             add_footprint(deltas, item.loaded, -1, item.loaded_rows())
             add_footprint(deltas, item.state, 1, item.rows())
         write_activities(self.conn, [(i, current[i]) for i in sorted(touched)])
-        write_marks(self.conn, checkpoint, fresh[-1].sequence)
+        if self.marks:
+            write_marks(self.conn, checkpoint, fresh[-1].sequence)
         write_rollups(self.conn, deltas)
         write_timeline(self.conn, fresh, decoded, timeline_floor(self.conn))
         write_quarantine(self.conn, quarantine)

@@ -10,6 +10,12 @@ second (schema.py, "The past").
 
 Both appliers write marks with :func:`write_marks`, which is :func:`sums_at` at each new mark:
 the live one when a batch passes a multiple of :data:`MARK_EVERY`, a rebuild once at the end.
+A mark reads every row changed since the one before, ~1 s at 50,000 events, so the live
+projector does not make its batches wait for it: it leaves marks out of its transactions
+and fills them afterwards from a thread (:func:`fill_marks`), summed in a read transaction
+and written in a short one of their own. A mark describes the past at its sequence, which
+later events never change, so it is the same whenever it is written; until it is there, an
+answer as of a later sequence starts from the mark before, which only takes longer.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 from projections.fold import add_share
 from projections.schema import OPEN
 
-__all__ = ["MARK_EVERY", "Sums", "sums_at", "write_marks"]
+__all__ = ["MARK_EVERY", "Sums", "fill_marks", "missing_marks", "sums_at", "write_marks"]
 
 MARK_EVERY = 50_000
 """Sequences between two marks. At 1M events a mark is about 30k rows (191 places x 5
@@ -75,20 +81,69 @@ def write_marks(conn: sqlite3.Connection, after: int, upto: int) -> int:
     """
     written = 0
     for mark in range((after // MARK_EVERY + 1) * MARK_EVERY, upto + 1, MARK_EVERY):
-        for place in _places(conn):
-            sums = sums_at(conn, place, mark)
-            for breakdown in _BREAKDOWNS:
-                conn.executemany(
-                    f"INSERT INTO marks_by_{breakdown} VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (place, mark, metric, value, *slot)
-                        for (value, metric), slot in sums[breakdown].items()
-                        if any(slot)
-                    ],
-                )
-        conn.execute("INSERT INTO marks (mark) VALUES (?)", (mark,))
+        _insert_mark(conn, mark, _mark_rows(conn, mark))
         written += 1
     return written
+
+
+def missing_marks(conn: sqlite3.Connection, upto: int) -> list[int]:
+    """The multiples of :data:`MARK_EVERY` up to ``upto`` that have no mark, in order."""
+    done = {mark for (mark,) in conn.execute("SELECT mark FROM marks")}
+    return [m for m in range(MARK_EVERY, upto + 1, MARK_EVERY) if m not in done]
+
+
+def fill_marks(reader: sqlite3.Connection, writer: sqlite3.Connection, upto: int) -> list[int]:
+    """Write the marks missing up to ``upto``, each summed on ``reader`` in a read transaction
+    and written on ``writer`` in a write transaction of its own, so that the writer's lock is
+    held only while the rows are inserted.
+
+    :param reader: a connection to the projection, not in a transaction.
+    :param writer: another, in autocommit mode; a mark another writer wrote meanwhile is
+        left as it is.
+    :param upto: at most the checkpoint the reader sees.
+    :returns: the marks written.
+    """
+    written = []
+    for mark in missing_marks(reader, upto):
+        reader.execute("BEGIN")
+        try:
+            rows = _mark_rows(reader, mark)
+        finally:
+            reader.execute("COMMIT")
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            if writer.execute("SELECT 1 FROM marks WHERE mark = ?", (mark,)).fetchone() is None:
+                _insert_mark(writer, mark, rows)
+                written.append(mark)
+        except BaseException:
+            writer.execute("ROLLBACK")
+            raise
+        writer.execute("COMMIT")
+    return written
+
+
+_MarkRows = list[tuple[str, list[tuple[Any, ...]]]]
+
+
+def _mark_rows(conn: sqlite3.Connection, mark: int) -> _MarkRows:
+    """The rows of the mark at ``mark``, by breakdown table."""
+    out: _MarkRows = []
+    for place in _places(conn):
+        sums = sums_at(conn, place, mark)
+        for breakdown in _BREAKDOWNS:
+            rows = [
+                (place, mark, metric, value, *slot)
+                for (value, metric), slot in sums[breakdown].items()
+                if any(slot)
+            ]
+            out.append((breakdown, rows))
+    return out
+
+
+def _insert_mark(conn: sqlite3.Connection, mark: int, rows: _MarkRows) -> None:
+    for breakdown, chunk in rows:
+        conn.executemany(f"INSERT INTO marks_by_{breakdown} VALUES (?, ?, ?, ?, ?, ?, ?)", chunk)
+    conn.execute("INSERT INTO marks (mark) VALUES (?)", (mark,))
 
 
 def _places(conn: sqlite3.Connection) -> list[str]:

@@ -25,6 +25,7 @@ from services.infra.runtime import Runtime
 from services.infra.stack import Ledger, open_ledger
 from services.intake.service import intake_component
 from services.notary.service import notary_component
+from services.projector.process import projector_process_component
 from services.projector.service import projector_component
 
 if TYPE_CHECKING:
@@ -36,9 +37,14 @@ Component = Callable[[Ledger, asyncio.Event], Coroutine[Any, Any, None]]
 """A long-running part of the stack: runs until the event is set, then returns."""
 
 
-def stack_components(settings: Settings) -> list[Component]:
-    """The components ``ledger up`` starts, in order, for these settings."""
-    return [intake_component, projector_component, query_component, notary_component]
+def stack_components(settings: Settings, *, projector_process: bool = False) -> list[Component]:
+    """The components ``ledger up`` starts, in order, for these settings.
+
+    :param projector_process: run the projector as a process of its own
+        (``services/projector/process.py``) rather than on the stack's event loop.
+    """
+    projector = projector_process_component if projector_process else projector_component
+    return [intake_component, projector, query_component, notary_component]
 
 
 async def run_stack(

@@ -31,6 +31,7 @@ from services.iati.errors import (
 )
 from services.infra.config import Settings
 from services.infra.logs import FORMATS, LOG_FORMAT_VARIABLE, setup_logging
+from services.projector.process import ProjectorExitedError
 
 __all__ = ["KINDS", "exit_code_for", "main"]
 
@@ -56,6 +57,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     NothingToExportError: ErrorKind.NOT_FOUND,
     OutboxEntryNotFoundError: ErrorKind.NOT_FOUND,
     OutboxFileError: ErrorKind.INVALID,
+    ProjectorExitedError: ErrorKind.FAILED,
 }
 """The kind of every error class of the project: :data:`services.errors.KINDS` and the rest."""
 

@@ -61,9 +61,23 @@ __all__ = ["demo", "up"]
     is_flag=True,
     help="Serve only the query API over a projection file: no NATS server, projector or intake.",
 )
+@click.option(
+    "--projector-process",
+    is_flag=True,
+    envvar="LEDGER_PROJECTOR_PROCESS",
+    help="Run the projector in a process of its own, on another core, as the compose file "
+    "does: under load readers see a report sooner (docs/performance.md). Its metrics are then "
+    "that process's, not in /metrics [env LEDGER_PROJECTOR_PROCESS].",
+)
 @click.pass_context
 def up(
-    ctx: click.Context, host: str, port: int, public: bool, db: Path | None, read_only: bool
+    ctx: click.Context,
+    host: str,
+    port: int,
+    public: bool,
+    db: Path | None,
+    read_only: bool,
+    projector_process: bool,
 ) -> None:
     """Run the stack in the foreground until Ctrl-C.
 
@@ -89,6 +103,8 @@ def up(
     if notice:
         click.secho(notice, fg="yellow", err=True)
     api = ApiServer(host, port, token=token, public=public)
+    if read_only and projector_process:
+        raise click.UsageError("--read-only runs no projector; leave out --projector-process")
     if db is not None and not read_only:
         raise click.UsageError("--db serves a file as is; give --read-only with it")
     if read_only:
@@ -110,7 +126,8 @@ def up(
         click.echo("Ctrl-C to stop.")
         send_after_up(settings)  # what the offices' outbox kept while the ledger was down
 
-    run_async(run_stack(settings, stack_components(settings), on_ready=ready, api=api))
+    components = stack_components(settings, projector_process=projector_process)
+    run_async(run_stack(settings, components, on_ready=ready, api=api))
     click.echo("ledger stopped.")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from events.errors import LedgerError
 
-__all__ = ["EmbeddedNats", "EmbeddedNatsError", "nats_server_binary"]
+__all__ = ["EmbeddedNats", "EmbeddedNatsError", "die_with_parent", "nats_server_binary"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -45,8 +45,9 @@ def nats_server_binary() -> str:
     )
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec.
+def die_with_parent() -> None:
+    """For ``preexec_fn``: the kernel sends the child SIGTERM when this process dies, so that
+    a killed stack leaves no server or projector running (Linux)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
@@ -124,7 +125,7 @@ class EmbeddedNats:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         ports_file = self.store_dir / f"nats-server_{self.process.pid}.ports"
         deadline = time.monotonic() + timeout

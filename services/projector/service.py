@@ -44,8 +44,16 @@ from nats.js import api
 from events.store import EventStore
 from events.stored import RawMessage
 from events.subjects import Namespace
+from projections import marks
 from projections.apply import Applier
-from projections.db import ensure_live, live_path, open_writer, resolve
+from projections.db import (
+    WalCheckpointer,
+    ensure_live,
+    live_path,
+    open_reader,
+    open_writer,
+    resolve,
+)
 from projections.releases import write_releases
 from replay.source import StreamSource
 from services.infra.config import server_urls
@@ -119,13 +127,22 @@ class Projector:
         """The sequence of the newest release copied into the file; -1: copy them all."""
         self._real: Path | None = None
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: WalCheckpointer | None = None
         self.applier: Applier | None = None
+        self._next_mark = 0
+        """The checkpoint at which to look for marks to fill next (projections/marks.py)."""
+        self._marking: asyncio.Task[list[int]] | None = None
+        self._checkpoint_seen = 0
 
     def open(self) -> Applier:
         """Open (creating if needed) the database that the live path points at now."""
         self._real = ensure_live(self.db)
         self._conn = open_writer(self._real)
-        self.applier = Applier(self._conn)
+        self._checkpointer = WalCheckpointer(self._real)
+        self._checkpointer.start(self._conn)
+        # Marks are filled from a thread (_fill_marks_when_due), not in the batches.
+        self.applier = Applier(self._conn, marks=False)
+        self._next_mark = 0  # a new file: look for missing marks after the first batch
         checkpoint = self.applier.checkpoint()
         _log.info(
             "projecting into %s from sequence %d",
@@ -139,9 +156,12 @@ class Projector:
 
     def close(self) -> None:
         """Close the database."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         if self._conn is not None:
             self._conn.close()
         self._conn = self.applier = None
+        self._checkpointer = None
 
     def _applier(self) -> Applier:
         return self.applier if self.applier is not None else self.open()
@@ -206,9 +226,11 @@ class Projector:
         return applied
 
     def _measure(self, applied: int, quarantined: int, checkpoint: int) -> None:
-        """Count a batch into the metrics, and log what went to quarantine."""
+        """Count a batch into the metrics, log what went to quarantine, and fill the marks
+        the batch made due."""
         PROJECTOR_APPLIED.inc(applied)
         PROJECTOR_CHECKPOINT.set(checkpoint)
+        self._fill_marks_when_due(checkpoint)
         if quarantined:
             _log.warning(
                 "put %d events into quarantine; see `ledger status`",
@@ -216,6 +238,31 @@ class Projector:
                 extra={"event": "events_quarantined", "sequence": checkpoint},
             )
             self._count_quarantine()
+
+    def _fill_marks_when_due(self, checkpoint: int) -> None:
+        """Start filling the marks up to ``checkpoint`` in a thread once one is due; while a
+        filling runs, it looks again when that one ends."""
+        self._checkpoint_seen = checkpoint
+        if self._real is None or checkpoint < self._next_mark:
+            return
+        if self._marking is not None and not self._marking.done():
+            return
+        self._next_mark = (checkpoint // marks.MARK_EVERY + 1) * marks.MARK_EVERY
+        self._marking = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(_fill_marks, self._real, checkpoint)
+        )
+        self._marking.add_done_callback(self._marks_filled)
+
+    def _marks_filled(self, task: asyncio.Task[list[int]]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:  # the next due mark tries again, with every one missing
+            _log.warning("could not write the marks: %s", error, extra={"event": "marks_failed"})
+            return
+        if written := task.result():
+            _log.info("wrote the marks at %s", written, extra={"event": "marks_written"})
+        self._fill_marks_when_due(self._checkpoint_seen)
 
     def _count_quarantine(self) -> None:
         if self._conn is not None:
@@ -298,6 +345,16 @@ class Projector:
             return
         for msg in messages:
             await msg.ack()
+
+
+def _fill_marks(path: Path, upto: int) -> list[int]:
+    """Fill the marks of ``path`` missing up to ``upto``, on connections of this thread."""
+    reader, writer = open_reader(path), open_writer(path)
+    try:
+        return marks.fill_marks(reader, writer, upto)
+    finally:
+        reader.close()
+        writer.close()
 
 
 def _raw_message(msg: Msg) -> RawMessage:

@@ -29,9 +29,9 @@ def _env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _start_up(data_dir: Path) -> tuple[subprocess.Popen[str], dict]:
+def _start_up(data_dir: Path, *flags: str) -> tuple[subprocess.Popen[str], dict]:
     proc = subprocess.Popen(
-        [LEDGER, "up", "--port", "0"],  # a free port for the query API
+        [LEDGER, "up", "--port", "0", *flags],  # a free port for the query API
         env=_env(data_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -77,6 +77,59 @@ def test_sigkill_of_ledger_up_leaves_no_nats_server_behind(tmp_path: Path) -> No
 
     assert _wait_gone(nats_pid), f"nats-server {nats_pid} outlived its killed parent"
     assert read_runtime(tmp_path) is None  # the lock died with the process
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(") ", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if parent == pid:
+            found[int(stat.parent.name)] = command
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_projector_in_its_own_process_projects_and_dies_with_ledger_up(tmp_path: Path) -> None:
+    proc, runtime = _start_up(tmp_path, "--projector-process")
+    projectors: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not projectors and time.monotonic() < deadline:
+            time.sleep(0.05)  # the stack starts its components after runtime.json
+            children = _children(proc.pid)
+            projectors = [pid for pid, cmd in children.items() if "services.projector" in cmd]
+        assert len(projectors) == 1, children
+        imported = subprocess.run(
+            [LEDGER, "import", str(DATASET)],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert imported.returncode == 0, imported.stderr
+        # The report: "trained 571 practitioners in Kazakhstan", through the other process.
+        trained = None
+        deadline = time.monotonic() + 60
+        while trained != 571 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                url = f"{runtime['api_url']}/v1/countries/KAZ"
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    trained = json.load(answer)["totals"].get("people_trained")
+            except OSError:  # no projection yet, or not this country yet
+                continue
+        assert trained == 571
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _wait_gone(projectors[0]), "the projector outlived its killed ledger up"
+    assert _wait_gone(runtime["nats_pid"])
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import pytest
 from bench.synthetic import synthetic_events
 from events.envelope import Envelope
 from events.store import EventStore
+from projections import marks
 from projections.apply import Applier
 from projections.db import open_reader, open_writer, resolve
 from projections.schema import table_names
@@ -168,6 +169,27 @@ async def test_rebuild_of_unchanged_stream_equals_live_projection(
     sequence = (await store.append(later, 0)).sequence
     await wait_for_checkpoint(projector, sequence)
     assert checkpoint_of(result.path) == sequence
+
+
+async def test_the_projector_fills_its_marks_after_the_batches_that_pass_them(
+    store: EventStore, projector: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(marks, "MARK_EVERY", 100)  # 50,000 in use
+    events = await fill(store, 450)
+    await wait_for_checkpoint(projector, events[-1][0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        conn = open_reader(projector)
+        found = [mark for (mark,) in conn.execute("SELECT mark FROM marks ORDER BY mark")]
+        conn.close()
+        if found == [100, 200, 300, 400]:
+            break
+        await asyncio.sleep(0.05)
+    assert found == [100, 200, 300, 400]
+    # Filled later, they are the very rows a rebuild writes in its one pass.
+    live_rows = snapshot(projector)
+    await rebuild(store, projector, batch_size=200, progress=False)
+    assert snapshot(projector) == live_rows
 
 
 async def test_reader_sees_only_complete_states_during_rebuild(store: EventStore, tmp_path: Path):

@@ -12,6 +12,8 @@ use), so that answers start from them, and each mark is checked against the foot
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,7 +27,7 @@ from projections import marks, queries
 from projections.answers import AsOf
 from projections.apply import Applier
 from projections.bulk import BulkApplier
-from projections.db import finish_bulk, open_writer
+from projections.db import finish_bulk, open_reader, open_writer
 from projections.digest import digest_at, present_digest
 from projections.errors import UnknownKeyError
 from projections.temporal import Scope, View
@@ -190,3 +192,27 @@ def test_a_documents_rollups_equal_its_footprints(events):
             summed = queries._footprint_cells(conn, view, {}, group)
             assert summed == from_rollups
     conn.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ledgers(), st.lists(st.integers(0, 40), max_size=6))
+def test_marks_filled_after_the_batches_equal_those_written_in_them(events, cuts):
+    # The live projector leaves marks out of its batches and fills them from a thread.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "live.db")
+        conn = open_writer(path)
+        applier = Applier(conn, marks=False)
+        for batch, _ in batches([raw(seq, env) for seq, env in events], cuts, []):
+            applier.apply(batch)
+        assert conn.execute("SELECT count(*) FROM marks").fetchone()[0] == 0
+        reader = open_reader(path)
+        due = list(range(_MARK_EVERY, len(events) + 1, _MARK_EVERY))
+        assert marks.fill_marks(reader, conn, len(events)) == due
+        assert marks.fill_marks(reader, conn, len(events)) == []  # each once
+        inline = apply_live(":memory:", events, cuts, [])
+        for table in ("marks", "marks_by_year", "marks_by_programme"):
+            query = f"SELECT * FROM {table} ORDER BY {'1' if table == 'marks' else '1, 2, 3, 4'}"
+            assert conn.execute(query).fetchall() == inline.execute(query).fetchall(), table
+        _check_marks(conn, len(events))
+        for each in (reader, conn, inline):
+            each.close()
