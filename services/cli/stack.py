@@ -66,8 +66,8 @@ __all__ = ["demo", "up"]
     is_flag=True,
     envvar="LEDGER_PROJECTOR_PROCESS",
     help="Run the projector in a process of its own, on another core, as the compose file "
-    "does: under load readers see a report sooner (docs/performance.md). Its metrics are then "
-    "that process's, not in /metrics [env LEDGER_PROJECTOR_PROCESS].",
+    "does: under load readers see a report sooner (docs/deployment.md). /metrics then has its "
+    "checkpoint and lag, not its counters [env LEDGER_PROJECTOR_PROCESS].",
 )
 @click.pass_context
 def up(
