@@ -32,6 +32,7 @@ from services.iati.errors import (
 from services.infra.config import Settings
 from services.infra.logs import FORMATS, LOG_FORMAT_VARIABLE, setup_logging
 from services.projector.process import ProjectorExitedError
+from services.projector.service import DurableNameError
 
 __all__ = ["KINDS", "exit_code_for", "main"]
 
@@ -58,6 +59,7 @@ KINDS: dict[type[BaseException], ErrorKind] = {
     OutboxEntryNotFoundError: ErrorKind.NOT_FOUND,
     OutboxFileError: ErrorKind.INVALID,
     ProjectorExitedError: ErrorKind.FAILED,
+    DurableNameError: ErrorKind.INVALID,
 }
 """The kind of every error class of the project: :data:`services.errors.KINDS` and the rest."""
 

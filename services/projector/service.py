@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -41,6 +42,7 @@ from faststream.nats.security import NatsCredentials, NatsNKey
 from nats.aio.msg import Msg
 from nats.js import api
 
+from events.errors import LedgerError
 from events.store import EventStore
 from events.stored import RawMessage
 from events.subjects import Namespace
@@ -69,7 +71,15 @@ from services.infra.metrics import (
 from services.infra.stack import Ledger, connect
 from services.infra.violations import Violations
 
-__all__ = ["DURABLE", "LINGER", "Projector", "projector_component", "run_projector"]
+__all__ = [
+    "DURABLE",
+    "LINGER",
+    "DurableNameError",
+    "Projector",
+    "durable_name",
+    "projector_component",
+    "run_projector",
+]
 
 DURABLE = "projector"
 """The durable consumer's name; instances that share it share the work."""
@@ -497,15 +507,39 @@ async def projector_component(ledger: Ledger, stop: asyncio.Event) -> None:
         )
 
 
+class DurableNameError(LedgerError):
+    """Raised when ``LEDGER_PROJECTOR_DURABLE`` cannot name a consumer."""
+
+
+_DURABLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+
+
 def durable_name() -> str:
     """The durable consumer ``ledger up`` projects through: ``LEDGER_PROJECTOR_DURABLE``.
 
     Instances that share a durable share the events between them, so each reader that keeps a
     projection file of its own (the compose file's API replicas) needs its own name;
     ``{hostname}`` in the value stands for the machine's name.
+
+    :raises DurableNameError: when the name is not letters, digits, ``-`` and ``_`` (the
+        server refuses ``.``, ``*``, ``>`` and spaces in a consumer's name).
     """
-    name = os.environ.get("LEDGER_PROJECTOR_DURABLE") or DURABLE
-    return name.replace("{hostname}", socket.gethostname()).replace(".", "-")
+    given = os.environ.get("LEDGER_PROJECTOR_DURABLE") or DURABLE
+    name = given.replace("{hostname}", socket.gethostname()).replace(".", "-")
+    if not _DURABLE_NAME.fullmatch(name):
+        raise DurableNameError(
+            f"LEDGER_PROJECTOR_DURABLE={given!r} cannot name a consumer: use letters, digits, "
+            "'-' and '_', at most 255 characters ({hostname} stands for the machine's name)"
+        )
+    return name
+
+
+def _consumer_name(text: str) -> str:
+    if not _DURABLE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot name a consumer: use letters, digits, '-' and '_'"
+        )
+    return text
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -537,7 +571,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", required=True, help="the live projection path (link or file)")
     parser.add_argument("--stream", default=Namespace().stream)
     parser.add_argument("--prefix", default=Namespace().prefix)
-    parser.add_argument("--durable", default=DURABLE)
+    parser.add_argument("--durable", default=DURABLE, type=_consumer_name)
     parser.add_argument("--batch", type=int, default=500, help="messages per pull")
     parser.add_argument(
         "--creds",
