@@ -1,4 +1,5 @@
-"""Fixtures shared by every layer of tests: a real nats-server, a fresh stream per test.
+"""Fixtures shared by every layer of tests: a real nats-server, a fresh stream per test, and
+the API over the query seed's projection (``live`` and ``client``).
 
 The ``secured`` fixtures run the embedded server with the generated users and permissions, as
 ``ledger up`` does, for the tests of who may do what.
@@ -9,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import nats
 import pytest
+from litestar.testing import TestClient
 from nats.aio.client import Client as NATS
 
 from events.store import EventStore
 from events.subjects import Namespace
+from services.api.app import create_app
 from services.infra.access import credentials_for, embedded_server
 from services.infra.cluster import LocalCluster
 from services.infra.config import Settings
@@ -24,6 +28,7 @@ from services.infra.embedded import EmbeddedNats
 from services.infra.replies import ReplyGuard
 from services.infra.stack import connect
 from services.intake.service import run_intake
+from tests.query_seed import seed_projection
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +134,18 @@ async def secured_intake(secured: tuple[Settings, EmbeddedNats], as_user) -> Asy
     yield
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Path:
+    """A live projection of the query seed (tests/query_seed.py)."""
+    path = tmp_path / "projections" / "ledger.db"
+    seed_projection(path)
+    return path
+
+
+@pytest.fixture
+def client(live: Path) -> Iterator[TestClient]:
+    """The API and the dashboard over :func:`live`."""
+    with TestClient(app=create_app(live, wait=0.3)) as test_client:
+        yield test_client

@@ -9,7 +9,6 @@ import csv
 import io
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from projections.apply import Applier
 from projections.db import new_database_path, open_writer, switch_live
 from services.api.app import create_app
 from tests.factories import make_reported, sealed
-from tests.query_seed import raw_messages, seed_events, seed_projection
+from tests.query_seed import raw_messages, seed_events
 
 AS_OF = {"sequence": 7, "time": "2021-06-30T12:00:06Z"}
 
@@ -38,19 +37,6 @@ ROUTES = [
     "/v1/status",
     "/healthz",
 ]
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Path:
-    path = tmp_path / "projections" / "ledger.db"
-    seed_projection(path)
-    return path
-
-
-@pytest.fixture
-def client(live: Path) -> Iterator[TestClient]:
-    with TestClient(app=create_app(live, wait=0.3)) as test_client:
-        yield test_client
 
 
 def get_json(client: TestClient, url: str) -> dict:

@@ -9,23 +9,10 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import docx
 import pytest
 from litestar.testing import TestClient
-
-from services.api.app import create_app
-from tests.query_seed import seed_projection
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    live = tmp_path / "projections" / "ledger.db"
-    seed_projection(live)
-    with TestClient(app=create_app(live, wait=0.3)) as test_client:
-        yield test_client
 
 
 def draft_links(client: TestClient, page: str) -> list[str]:

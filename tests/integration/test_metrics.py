@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
-import pytest
 from litestar.testing import AsyncTestClient, TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,7 +23,6 @@ from services.infra.metrics import REGISTRY
 from services.intake.service import Intake
 from services.projector.service import Projector
 from tests.factories import make_reported, sealed
-from tests.query_seed import seed_projection
 
 ISSUED = dt.datetime(2021, 6, 30, 12, 0, tzinfo=dt.UTC)
 
@@ -84,19 +81,6 @@ async def test_intake_counts_each_answer_by_outcome_and_code() -> None:
         ("rejected", "invalid"): 1,
     }
     assert (REGISTRY.get_sample_value("ledger_intake_request_seconds_count") or 0) - timed == 5
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Path:
-    path = tmp_path / "projections" / "ledger.db"
-    seed_projection(path)
-    return path
-
-
-@pytest.fixture
-def client(live: Path) -> Iterator[TestClient]:
-    with TestClient(app=create_app(live)) as test_client:
-        yield test_client
 
 
 def test_metrics_parse_and_time_routes_by_their_template(client: TestClient) -> None:

@@ -15,17 +15,9 @@ import pytest
 from litestar.testing import TestClient
 
 from services.api.app import create_app
-from tests.query_seed import DOCUMENT_2021, DOCUMENT_2022, seed_projection, seed_two_reports
+from tests.query_seed import DOCUMENT_2021, DOCUMENT_2022, seed_two_reports
 
 OLD, NEW = DOCUMENT_2021, DOCUMENT_2022
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    live = tmp_path / "projections" / "ledger.db"
-    seed_projection(live)
-    with TestClient(app=create_app(live, wait=0.3)) as test_client:
-        yield test_client
 
 
 @pytest.fixture

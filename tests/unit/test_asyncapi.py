@@ -23,11 +23,9 @@ from litestar.testing import TestClient
 
 from events.subjects import DEFAULT
 from services.api import asyncapi
-from services.api.app import create_app
 from services.api.nats_queries import QUERY_NAMES, QueryService
 from services.api.read_model import ReadModel
 from services.errors import ANSWERS
-from tests.query_seed import seed_projection
 
 CHECKED_IN = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 REGENERATE = "python -m services.api.asyncapi > docs/asyncapi.json"
@@ -45,13 +43,6 @@ QUERY_PARAMS: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
     return asyncapi.build_document()
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Path:
-    path = tmp_path / "projections" / "ledger.db"
-    seed_projection(path)
-    return path
 
 
 def resolve(document: dict[str, Any], ref: str) -> Any:
@@ -242,12 +233,6 @@ async def test_the_documented_answer_is_what_the_query_answers(live: Path, name:
 
 
 # -- served by the API -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(live: Path) -> Iterator[TestClient]:
-    with TestClient(app=create_app(live, wait=0.3)) as test_client:
-        yield test_client
 
 
 def test_the_api_serves_the_document(client: TestClient, document: dict[str, Any]):

@@ -11,7 +11,6 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from services.api.dashboard.charts import Bar, column_chart, nice_ticks, row_cha
 from services.api.dashboard.format import format_exact, format_number
 from services.api.dashboard.render import Asked, Page
 from services.api.dashboard.views import cell_changes, parse_sequence
-from tests.query_seed import seed_projection
 
 PAGES = [
     "/",
@@ -52,14 +50,6 @@ PAGES = [
 KAZ_TRAINED = 571 + 100 * 60 // 100
 KAZ_2020_TRAINED = 571
 COUNTED_ACTIVITIES = 4  # KAZ-TRAINING-1, CYBER-SHARED, MULTI-1, UZB-OP-1; not WITHDRAWN-1
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    live = tmp_path / "projections" / "ledger.db"
-    seed_projection(live)
-    with TestClient(app=create_app(live, wait=0.3)) as test_client:
-        yield test_client
 
 
 def get_html(client: TestClient, url: str) -> str:
