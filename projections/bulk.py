@@ -14,7 +14,10 @@ counting rules), but:
   exactly as the live applier reads it: its footprint then comes off the sums, and its new one
   goes on when it is written again;
 - everything goes into one transaction, which also writes the checkpoint, at :meth:`finish`;
-  until then the file holds no checkpoint at all, and a replay that fails is thrown away.
+  until then the file holds no checkpoint at all, and a replay that fails is thrown away;
+- the marks (projections/marks.py) are summed once the folding is done (:meth:`mark`); a part
+  of a split replay sums its own activities' while the other parts fold or sum theirs, and
+  :meth:`merge` adds them up.
 
 Memory is bounded by ``cache``, the number of activities kept, whatever the stream's length. An
 activity kept costs about 2.5 KB of a rebuild's peak RSS (its state alone is 1.4 KB; the rest is
@@ -48,7 +51,7 @@ from projections.apply import (
     write_timeline,
 )
 from projections.fold import Bucket, Share, add_footprint, add_shares, net_deltas
-from projections.marks import write_marks
+from projections.marks import add_marks, drop_marks_after, write_marks
 from projections.schema import PROJECTION
 
 __all__ = ["DEFAULT_CACHE", "BulkApplier", "BulkError"]
@@ -124,6 +127,8 @@ class BulkApplier:
         self._floor = 0
         """The running maximum of the recorded instants of the messages folded so far."""
         self._merged = False
+        self._marked = 0
+        """Every mark up to this sequence is in the file."""
         conn.execute("BEGIN IMMEDIATE")
 
     @property
@@ -182,7 +187,9 @@ class BulkApplier:
         self._finished = True
         try:
             self._write_out(len(self._recent))
-            write_marks(self.conn, 0, self.position)
+            if self._marked > self.position:
+                drop_marks_after(self.conn, self.position)
+            write_marks(self.conn, min(self._marked, self.position), self.position)
             write_rollups(self.conn, self._totals)
             if self._merged:
                 make_timeline_monotone(self.conn)
@@ -195,27 +202,41 @@ class BulkApplier:
         self._totals.clear()
         return self.position
 
-    def close_part(self) -> tuple[dict[Bucket, Share], RawMessage | None]:
-        """End a part of a replay split by activity (``replay/partition.py``): write every
-        activity and the quarantine, commit, and give what :meth:`merge` takes in.
+    def mark(self, upto: int) -> None:
+        """Write every activity in memory to the file, then the marks up to ``upto``.
 
-        :returns: the rollup sums of this part's activities and the last message it folded.
+        A part of a split replay marks up to the sequence the replay folds to, which may pass
+        the last event of its own: its activities change no more before it, so each mark is
+        whole for them. :meth:`finish` drops any mark past the file's checkpoint.
         """
         if self._finished:
             raise BulkError("the bulk applier has finished")
-        self._finished = True
         try:
             self._write_out(len(self._recent))
+            write_marks(self.conn, self._marked, upto)
         except BaseException:
+            self._finished = True
             self.conn.execute("ROLLBACK")
             raise
+        self._marked = max(self._marked, upto)
+
+    def close_part(self, upto: int) -> tuple[dict[Bucket, Share], RawMessage | None]:
+        """End a part of a replay split by activity (``replay/partition.py``): write every
+        activity, the marks up to ``upto`` (as :meth:`mark`) and the quarantine, commit, and
+        give what :meth:`merge` takes in.
+
+        :returns: the rollup sums of this part's activities and the last message it folded.
+        """
+        self.mark(upto)
+        self._finished = True
         self.conn.execute("COMMIT")
         totals, self._totals = net_deltas(self._totals), {}
         return totals, self._last
 
     def merge(self, part: Path, totals: dict[Bucket, Share], last: RawMessage | None) -> None:
         """Take in a part that another applier folded from the same messages: its rows, its
-        rollup sums and its last message.
+        marks, its rollup sums and its last message. Both must have marked up to the same
+        sequence (:meth:`mark`, :meth:`close_part`).
 
         The part's activities must be none of this applier's (a split by activity id): rows
         are copied, not folded again, and the sums simply add. The rows this applier wrote so
@@ -234,6 +255,7 @@ class BulkApplier:
             conn.execute("BEGIN IMMEDIATE")
             for table in _PER_ACTIVITY:
                 conn.execute(f"INSERT INTO main.{table} SELECT * FROM part.{table}")
+            add_marks(conn, "part")
             conn.execute("COMMIT")
         finally:
             if conn.in_transaction:

@@ -10,6 +10,10 @@ second (schema.py, "The past").
 
 Both appliers write marks with :func:`write_marks`, which is :func:`sums_at` at each new mark:
 the live one when a batch passes a multiple of :data:`MARK_EVERY`, a rebuild once at the end.
+A replay split by activity (replay/partition.py) has each part write the marks of its own
+activities in its own file, at the same time, and adds them up (:func:`add_marks`): sums of
+disjoint activities add, and every footprint row counts or lists something, so no sum of
+two parts cancels to a row a whole replay would leave out.
 A mark reads every row changed since the one before, ~1 s at 50,000 events, so the live
 projector does not make its batches wait for it: it leaves marks out of its transactions
 and fills them afterwards from a thread (:func:`fill_marks`), summed in a read transaction
@@ -26,7 +30,16 @@ from typing import Any
 from projections.fold import add_share
 from projections.schema import OPEN
 
-__all__ = ["MARK_EVERY", "Sums", "fill_marks", "missing_marks", "sums_at", "write_marks"]
+__all__ = [
+    "MARK_EVERY",
+    "Sums",
+    "add_marks",
+    "drop_marks_after",
+    "fill_marks",
+    "missing_marks",
+    "sums_at",
+    "write_marks",
+]
 
 MARK_EVERY = 50_000
 """Sequences between two marks. At 1M events a mark is about 30k rows (191 places x 5
@@ -84,6 +97,29 @@ def write_marks(conn: sqlite3.Connection, after: int, upto: int) -> int:
         _insert_mark(conn, mark, _mark_rows(conn, mark))
         written += 1
     return written
+
+
+def add_marks(conn: sqlite3.Connection, other: str) -> None:
+    """Add the marks of the attached database ``other`` (a part of a split replay, whose
+    activities are none of this file's) to this file's, mark by mark and row by row."""
+    conn.execute(
+        f"INSERT INTO main.marks SELECT mark FROM {other}.marks WHERE true "
+        "ON CONFLICT (mark) DO NOTHING"
+    )
+    for breakdown in _BREAKDOWNS:
+        conn.execute(
+            f"INSERT INTO main.marks_by_{breakdown} SELECT * FROM {other}.marks_by_{breakdown} "
+            f"WHERE true ON CONFLICT (country, mark, metric, {breakdown}) DO UPDATE SET "
+            "micros = micros + excluded.micros, counted = counted + excluded.counted, "
+            "listed = listed + excluded.listed"
+        )
+
+
+def drop_marks_after(conn: sqlite3.Connection, sequence: int) -> None:
+    """Remove the marks past ``sequence``: a file's marks never pass its checkpoint, since
+    the events folded after it would change them."""
+    for table in ("marks", *(f"marks_by_{breakdown}" for breakdown in _BREAKDOWNS)):
+        conn.execute(f"DELETE FROM {table} WHERE mark > ?", (sequence,))
 
 
 def missing_marks(conn: sqlite3.Connection, upto: int) -> list[int]:

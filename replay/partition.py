@@ -7,8 +7,9 @@ in a process of its own could take only that tenth off. Activities, though, are 
 an event changes only its own activity's state, its chain of hashes is the activity's own, and
 rollups are sums, which add up in any grouping. So each of N processes reads the whole stream
 (reading is the cheap part), keeps the messages of its own activities, and folds them with a
-bulk applier into a file of its own. The process that started the replay folds part 0 into
-the target meanwhile, then takes in the other parts' rows and sums
+bulk applier into a file of its own, then sums its own activities' marks (the time-travel
+summaries, ``projections/marks.py``). The process that started the replay folds and marks
+part 0 into the target meanwhile, then takes in the other parts' rows, marks and sums
 (``BulkApplier.merge``) and writes the rollups and the checkpoint once, exactly as a replay in
 one process would: the same rows, row for row (``tests/integration/test_partition.py``).
 ``verify`` checks the hash chains in the same pass, each part those of its own activities.
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from events.codec import DEFAULT_CODEC
 from events.errors import EventDecodeError, LedgerError
 from events.keys import KeyRegistry
 from events.stored import RawMessage
+from projections import marks
 from projections.bulk import BulkApplier
 from projections.db import open_writer, remove_database
 from projections.fold import Bucket, Share
@@ -115,6 +117,8 @@ class Plan:
     :param keep: a filter on the messages to fold (an as-of replay's cutoff); a picklable
         object, e.g. ``replay.asof.RecordedBy``.
     :param checks: for ``verify``: the key registry and whether every event must be signed.
+    :param mark_every: the sequences between two marks (projections/marks.py), the starting
+        process's: the parts' marks are added up mark by mark, so all must space them alike.
     """
 
     parts: int
@@ -122,6 +126,7 @@ class Plan:
     fold_until: int
     keep: Callable[[RawMessage], bool] | None = None
     checks: tuple[KeyRegistry, bool] | None = None
+    mark_every: int = field(default_factory=lambda: marks.MARK_EVERY)
 
     def checker(self) -> ChainChecker | None:
         """A fresh chain checker for one part, when the plan checks chains."""
@@ -232,6 +237,7 @@ def main() -> None:
     """
     _die_with_parent()
     job = pickle.load(sys.stdin.buffer)
+    marks.MARK_EVERY = job.plan.mark_every
     answer: tuple[str, Any]
     try:
         answer = ("done", asyncio.run(_fold_alone(job)))
@@ -260,7 +266,7 @@ async def _fold_alone(job: _Job) -> _Result:
             await fold_part(
                 batches, bulk, job.part, job.plan, checked=checked, on_batch=lambda _: spare()
             )
-            totals, last = bulk.close_part()
+            totals, last = bulk.close_part(job.plan.fold_until)
     finally:
         conn.close()
     return _Result(totals, last, checked.tally() if checked is not None else None)

@@ -19,6 +19,7 @@ from bench.synthetic import synthetic_epoch, synthetic_events
 from events.keys import KeyRegistry
 from events.store import EventStore
 from events.stored import RawMessage
+from projections import marks
 from projections.db import live_path, open_reader, resolve
 from replay.asof import replay_as_of
 from replay.partition import PartError, part_of
@@ -33,9 +34,17 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if ".building" in p.name)
 
 
+@pytest.fixture
+def marks_every_37(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Marks every 37 sequences (50,000 in use), so that a short history has many; the parts'
+    processes take the spacing from the replay's plan."""
+    monkeypatch.setattr(marks, "MARK_EVERY", 37)
+    return 37
+
+
 @pytest.mark.parametrize("parts", [2, 3])
 async def test_a_split_rebuild_equals_the_live_projection_row_for_row(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path, parts: int
+    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path, parts: int, marks_every_37: int
 ):
     last = await fill_with_poison(store)
     expected = await live_rows(store, tmp_path / "live.db")
@@ -47,6 +56,7 @@ async def test_a_split_rebuild_equals_the_live_projection_row_for_row(
     assert result.parts == parts
     assert result.checkpoint == last
     assert rows_of_file(tmp_path / "split.db") == expected
+    assert len(expected["marks"]) == last // marks_every_37
     assert leftovers(tmp_path) == []
 
 
@@ -64,7 +74,7 @@ async def test_every_part_gets_whole_activities(store: EventStore):
 
 
 async def test_a_split_as_of_replay_equals_one_in_a_single_process(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path
+    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path, marks_every_37: int
 ):
     await fill_with_poison(store)
     # The synthetic history records one event a second from its epoch.
@@ -77,6 +87,11 @@ async def test_a_split_as_of_replay_equals_one_in_a_single_process(
     assert 0 < split.checkpoint < await store.last_sequence()
     assert split.checkpoint == single.checkpoint
     assert rows_of_file(tmp_path / "split.db") == rows_of_file(tmp_path / "single.db")
+    # The parts marked up to the end of the stream, past the last event recorded by then; a
+    # file's marks stop at its checkpoint, since events folded after it would change them.
+    assert sorted(m for (m,) in rows_of_file(tmp_path / "split.db")["marks"]) == list(
+        range(marks_every_37, split.checkpoint + 1, marks_every_37)
+    )
 
 
 async def test_a_split_verify_finds_what_one_process_finds(

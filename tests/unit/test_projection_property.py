@@ -24,6 +24,7 @@ from events.codec import encode, headers_for
 from events.envelope import Envelope
 from events.model import ActivityChanges, ActivityRevised, ActivityWithdrawn, CountryShare, Source
 from events.stored import RawMessage
+from projections import marks
 from projections.apply import Applier
 from projections.bulk import BulkApplier
 from projections.db import finish_bulk, open_writer
@@ -263,12 +264,13 @@ def check_split(
         conn = open_projection(str(path), bulk=True)
         bulk = BulkApplier(conn, cache=2)
         asyncio.run(fold_part(_as_batches(messages, cuts), bulk, part, plan))
-        totals, last = bulk.close_part()
+        totals, last = bulk.close_part(plan.fold_until)
         conn.close()
         results.append((path, totals, last))
     conn = open_projection(str(directory / "p.db"), bulk=True)
     bulk = BulkApplier(conn, cache=2)
     asyncio.run(fold_part(_as_batches(messages, cuts), bulk, 0, plan))
+    bulk.mark(plan.fold_until)
     for path, totals, last in results:
         bulk.merge(path, totals, last)
     assert bulk.finish() == len(events)
@@ -288,6 +290,8 @@ def check_split(
 )
 def test_a_replay_split_by_activity_equals_naive_recomputation_and_live(events, cuts, parts):
     """The split replay's path in one process: each part folds its activities into a file of
-    its own, and part 0 takes in their rows and sums (replay/partition.py)."""
-    with tempfile.TemporaryDirectory() as directory:
+    its own and sums their marks, and part 0 takes in their rows and sums
+    (replay/partition.py). Marks every few sequences, so that each history has some."""
+    with tempfile.TemporaryDirectory() as directory, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(marks, "MARK_EVERY", 3)
         check_split(Path(directory), events, cuts, parts)
