@@ -17,7 +17,7 @@ counting rules), but:
   until then the file holds no checkpoint at all, and a replay that fails is thrown away;
 - the marks (projections/marks.py) are summed once the folding is done (:meth:`mark`); a part
   of a split replay sums its own activities' while the other parts fold or sum theirs, and
-  :meth:`merge` adds them up.
+  :meth:`merge` adds them up; :meth:`finish` sums those past some part's last message again.
 
 Memory is bounded by ``cache``, the number of activities kept, whatever the stream's length. An
 activity kept costs about 2.5 KB of a rebuild's peak RSS (its state alone is 1.4 KB; the rest is
@@ -128,7 +128,7 @@ class BulkApplier:
         """The running maximum of the recorded instants of the messages folded so far."""
         self._merged = False
         self._marked = 0
-        """Every mark up to this sequence is in the file."""
+        """Every mark up to this sequence is in the file, whole."""
         conn.execute("BEGIN IMMEDIATE")
 
     @property
@@ -187,9 +187,11 @@ class BulkApplier:
         self._finished = True
         try:
             self._write_out(len(self._recent))
-            if self._marked > self.position:
-                drop_marks_after(self.conn, self.position)
-            write_marks(self.conn, min(self._marked, self.position), self.position)
+            if self._merged:
+                # Marks past the last one whole for every part lack some part's activities:
+                # summed again here, over every activity, like those no part reached.
+                drop_marks_after(self.conn, self._marked)
+            write_marks(self.conn, self._marked, self.position)
             write_rollups(self.conn, self._totals)
             if self._merged:
                 make_timeline_monotone(self.conn)
@@ -202,32 +204,30 @@ class BulkApplier:
         self._totals.clear()
         return self.position
 
-    def mark(self, upto: int) -> None:
-        """Write every activity in memory to the file, then the marks up to ``upto``.
-
-        A part of a split replay marks up to the sequence the replay folds to, which may pass
-        the last event of its own: its activities change no more before it, so each mark is
-        whole for them. :meth:`finish` drops any mark past the file's checkpoint.
+    def mark(self) -> None:
+        """Write every activity in memory to the file, then the marks up to the last sequence
+        folded: in a split replay, each part's while the other parts still fold theirs.
         """
         if self._finished:
             raise BulkError("the bulk applier has finished")
         try:
             self._write_out(len(self._recent))
-            write_marks(self.conn, self._marked, upto)
+            write_marks(self.conn, self._marked, self.position)
         except BaseException:
             self._finished = True
             self.conn.execute("ROLLBACK")
             raise
-        self._marked = max(self._marked, upto)
+        self._marked = self.position
 
-    def close_part(self, upto: int) -> tuple[dict[Bucket, Share], RawMessage | None]:
+    def close_part(self) -> tuple[dict[Bucket, Share], RawMessage | None]:
         """End a part of a replay split by activity (``replay/partition.py``): write every
-        activity, the marks up to ``upto`` (as :meth:`mark`) and the quarantine, commit, and
-        give what :meth:`merge` takes in.
+        activity and the quarantine, then the marks (as :meth:`mark`), commit, and give what
+        :meth:`merge` takes in.
 
-        :returns: the rollup sums of this part's activities and the last message it folded.
+        :returns: the rollup sums of this part's activities and the last message it folded,
+            up to which its marks go.
         """
-        self.mark(upto)
+        self.mark()
         self._finished = True
         self.conn.execute("COMMIT")
         totals, self._totals = net_deltas(self._totals), {}
@@ -235,8 +235,8 @@ class BulkApplier:
 
     def merge(self, part: Path, totals: dict[Bucket, Share], last: RawMessage | None) -> None:
         """Take in a part that another applier folded from the same messages: its rows, its
-        marks, its rollup sums and its last message. Both must have marked up to the same
-        sequence (:meth:`mark`, :meth:`close_part`).
+        marks, its rollup sums and its last message. Call :meth:`mark` first: then the marks
+        up to the earliest last message of all are whole, and :meth:`finish` sums the rest.
 
         The part's activities must be none of this applier's (a split by activity id): rows
         are copied, not folded again, and the sums simply add. The rows this applier wrote so
@@ -264,8 +264,12 @@ class BulkApplier:
             conn.execute("BEGIN IMMEDIATE")
         add_shares(self._totals, totals)
         self._merged = True
-        if last is not None and last.sequence > self.position:
-            self._last = last
+        if last is not None:
+            # A part with no messages at all adds nothing to any mark; one that stopped
+            # earlier left the marks after its last message without its activities.
+            self._marked = min(self._marked, last.sequence)
+            if last.sequence > self.position:
+                self._last = last
         self._written = True
 
     def abort(self) -> None:

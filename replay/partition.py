@@ -266,7 +266,7 @@ async def _fold_alone(job: _Job) -> _Result:
             await fold_part(
                 batches, bulk, job.part, job.plan, checked=checked, on_batch=lambda _: spare()
             )
-            totals, last = bulk.close_part(job.plan.fold_until)
+            totals, last = bulk.close_part()
     finally:
         conn.close()
     return _Result(totals, last, checked.tally() if checked is not None else None)

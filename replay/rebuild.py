@@ -181,7 +181,7 @@ async def build_projection(
                 batches = source.read(1, until_seq=last)
                 await fold_part(batches, bulk, 0, plan, checked=checked, on_batch=seen)
                 # This process's own marks, while the other parts fold or mark theirs.
-                bulk.mark(plan.fold_until)
+                bulk.mark()
                 chains = checked.tally() if checked is not None else None
                 if workers is not None:
                     merged = merge_parts(bulk, await workers.results())
