@@ -116,8 +116,8 @@ def add_marks(conn: sqlite3.Connection, other: str) -> None:
 
 
 def drop_marks_after(conn: sqlite3.Connection, sequence: int) -> None:
-    """Remove the marks past ``sequence``: a file's marks never pass its checkpoint, since
-    the events folded after it would change them."""
+    """Remove the marks past ``sequence``: a split replay's that some part did not reach, and
+    so lack its activities, before they are summed again over the merged file."""
     for table in ("marks", *(f"marks_by_{breakdown}" for breakdown in _BREAKDOWNS)):
         conn.execute(f"DELETE FROM {table} WHERE mark > ?", (sequence,))
 
