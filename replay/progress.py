@@ -17,7 +17,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["ProgressReporter"]
+__all__ = ["EVERY", "ProgressReporter"]
+
+EVERY = 5.0
+"""Seconds between plain lines, and before the first: work shorter than this shows none."""
 
 
 class _EventsPerSecond(ProgressColumn):
@@ -37,7 +40,7 @@ class ProgressReporter:
         total: int,
         bar: bool | None = None,
         label: str = "rebuild",
-        every: float = 5.0,
+        every: float | None = None,
         stream: TextIO | None = None,
     ) -> None:
         """
@@ -45,7 +48,7 @@ class ProgressReporter:
         :param bar: a rich bar when true, plain lines when false; by default, a bar when the
             stream is a terminal.
         :param label: the word each display starts with.
-        :param every: seconds between plain lines.
+        :param every: seconds between plain lines (:data:`EVERY` by default).
         :param stream: where to write; standard error by default.
         """
         self.total = total
@@ -53,9 +56,10 @@ class ProgressReporter:
         self.done = 0
         self.started = time.perf_counter()
         self._stream = stream or sys.stderr
-        self._every = every
-        self._next_line = self.started + every
+        self._every = EVERY if every is None else every
+        self._next_line = self.started + self._every
         self._progress: Progress | None = None
+        self._closed = False
         if self._stream.isatty() if bar is None else bar:
             self._progress = Progress(
                 TextColumn(label),
@@ -86,10 +90,24 @@ class ProgressReporter:
                 flush=True,
             )
 
+    def stage(self, text: str) -> None:
+        """Say that the work has moved on to a step that counts no events, such as creating
+        indexes: at 1M events a rebuild spends ~40 s after its last event is read, which
+        should not look like a hang. Only once the work has run for ``every`` seconds, as
+        the first plain line: short work stays as quiet as before."""
+        if time.perf_counter() - self.started < self._every:
+            return
+        line = f"{self.label}: {text}"
+        if self._progress is not None and not self._closed:
+            self._progress.console.print(line)
+        else:
+            print(line, file=self._stream, flush=True)
+
     def close(self) -> None:
         """Stop the bar."""
-        if self._progress is not None:
+        if self._progress is not None and not self._closed:
             self._progress.stop()
+        self._closed = True
 
     def __enter__(self) -> ProgressReporter:
         return self

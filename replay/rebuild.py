@@ -181,9 +181,11 @@ async def build_projection(
                 batches = source.read(1, until_seq=last)
                 await fold_part(batches, bulk, 0, plan, checked=checked, on_batch=seen)
                 # This process's own marks, while the other parts fold or mark theirs.
+                reporter.stage("summing the marks")
                 bulk.mark()
                 chains = checked.tally() if checked is not None else None
                 if workers is not None:
+                    reporter.stage(f"taking in the other parts ({plan.parts - 1}) as they end")
                     merged = merge_parts(bulk, await workers.results())
                     if chains is not None and merged is not None:
                         chains += merged
@@ -200,11 +202,13 @@ async def build_projection(
                         await fold_part(
                             batches, bulk, 0, Plan(1, newest, newest, keep), on_batch=seen
                         )
+                reporter.stage("writing the rollups and the checkpoint")
                 checkpoint = bulk.finish()
+            await _copy_releases(store, conn, None if until_seq is None else checkpoint)
+            reporter.stage("creating the indexes and the full-text index")
+            finish_bulk(conn)
         finally:
             reporter.close()
-        await _copy_releases(store, conn, None if until_seq is None else checkpoint)
-        finish_bulk(conn)
         conn.close()
         building.rename(target)
     except BaseException:

@@ -21,6 +21,7 @@ from events.store import EventStore
 from events.stored import RawMessage
 from projections import marks
 from projections.db import live_path, open_reader, resolve
+from replay import progress
 from replay.asof import replay_as_of
 from replay.partition import PartError, part_of
 from replay.rebuild import build_projection, rebuild
@@ -44,8 +45,15 @@ def marks_every_37(monkeypatch: pytest.MonkeyPatch) -> int:
 
 @pytest.mark.parametrize("parts", [2, 3])
 async def test_a_split_rebuild_equals_the_live_projection_row_for_row(
-    nats_server: EmbeddedNats, store: EventStore, tmp_path: Path, parts: int, marks_every_37: int
+    nats_server: EmbeddedNats,
+    store: EventStore,
+    tmp_path: Path,
+    parts: int,
+    marks_every_37: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ):
+    monkeypatch.setattr(progress, "EVERY", 0.0)  # name every step, however short the work
     last = await fill_with_poison(store)
     expected = await live_rows(store, tmp_path / "live.db")
     source = StreamSource(store, nats_server.url)
@@ -58,6 +66,18 @@ async def test_a_split_rebuild_equals_the_live_projection_row_for_row(
     assert rows_of_file(tmp_path / "split.db") == expected
     assert len(expected["marks"]) == last // marks_every_37
     assert leftovers(tmp_path) == []
+    # After the last event is read, each step that counts none is named: not a silent wait.
+    steps = [
+        line.removeprefix("rebuild: ")
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("rebuild: ") and " events, " not in line
+    ]
+    assert steps == [
+        "summing the marks",
+        f"taking in the other parts ({parts - 1}) as they end",
+        "writing the rollups and the checkpoint",
+        "creating the indexes and the full-text index",
+    ]
 
 
 async def test_every_part_gets_whole_activities(store: EventStore):
