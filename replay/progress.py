@@ -6,6 +6,7 @@ import sys
 import time
 from typing import TextIO
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -67,6 +68,9 @@ class ProgressReporter:
                 MofNCompleteColumn(),
                 _EventsPerSecond(),
                 TimeRemainingColumn(),
+                # On the stream whose terminal chose the bar, not rich's standard output,
+                # which may be a pipe for the command's own answer.
+                console=Console(file=self._stream),
                 transient=False,
             )
             self._task = self._progress.add_task(label, total=total)
