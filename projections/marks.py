@@ -9,7 +9,8 @@ metric), so the first are one short range of the key, and a small covering index
 second (schema.py, "The past").
 
 Both appliers write marks with :func:`write_marks`, which is :func:`sums_at` at each new mark:
-the live one when a batch passes a multiple of :data:`MARK_EVERY`, a rebuild once at the end.
+the live one when a batch passes a multiple of :data:`MARK_EVERY`, a rebuild once it has
+folded every event (``BulkApplier.mark``).
 A replay split by activity (replay/partition.py) has each part write the marks of its own
 activities in its own file, at the same time, and adds them up (:func:`add_marks`): sums of
 disjoint activities add, and every footprint row counts or lists something, so no sum of
